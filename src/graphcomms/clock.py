@@ -1,0 +1,149 @@
+"""Time as a dependency: one tick-driven clock for the engine and the media plane.
+
+The clock advances in 20 ms ticks. Each tick first runs the timers that fell
+due, then hands the tick to its listeners (the media plane), so a prompt that
+started at tick N has played N..N+k frames by the time anyone looks. Nothing
+in the engine or media reads the wall clock: two drivers move this clock,
+
+- ``RealTimeDriver`` ticks it every 20 ms of monotonic time (serving), and
+- ``VirtualDriver`` ticks it on demand (tests, ``--clock virtual``), waiting
+  before each tick for work that takes no virtual time (prompt downloads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from graphcomms.types import FRAME_MS
+
+logger = logging.getLogger(__name__)
+
+TickListener = Callable[[int], None]
+
+
+@dataclass(order=True, slots=True)
+class Timer:
+    """A callback due at a clock time; ``cancel()`` makes it a no-op."""
+
+    due_ms: int
+    seq: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        """Stop the timer from firing; safe to call more than once."""
+        self.cancelled = True
+
+
+class Clock:
+    """Tick-driven time: ``now_ms`` moves only when ``tick()`` is called."""
+
+    def __init__(self) -> None:
+        self._now_ms = 0
+        self._timers: list[Timer] = []
+        self._seq = itertools.count()
+        self._listeners: list[TickListener] = []
+        self._pending: set[asyncio.Future[object]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Clock now_ms={self._now_ms} timers={len(self._timers)}>"
+
+    def now_ms(self) -> int:
+        """Return the clock time in milliseconds since the clock started."""
+        return self._now_ms
+
+    def call_later(self, delay_ms: int, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the first tick at or after ``delay_ms`` from now."""
+        timer = Timer(self._now_ms + max(0, delay_ms), next(self._seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def add_listener(self, listener: TickListener) -> None:
+        """Call ``listener(now_ms)`` on every tick, after the due timers."""
+        self._listeners.append(listener)
+
+    def hold(self, future: asyncio.Future[object]) -> None:
+        """Ask virtual drivers not to tick until ``future`` is done.
+
+        Used for work that should take no time on a virtual clock, such as a
+        prompt download: a virtual run stays exact whatever the network does.
+        """
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def pending(self) -> list[asyncio.Future[object]]:
+        """Return the held futures that are not done yet."""
+        return [f for f in self._pending if not f.done()]
+
+    def tick(self) -> None:
+        """Advance one frame: run due timers, then the tick listeners."""
+        self._now_ms += FRAME_MS
+        now = self._now_ms
+        while self._timers and self._timers[0].due_ms <= now:
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback()
+        for listener in self._listeners:
+            listener(now)
+
+
+class RealTimeDriver:
+    """Ticks a clock every 20 ms of monotonic time and measures lateness."""
+
+    def __init__(self, clock: Clock, *, monotonic: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._monotonic = monotonic
+        self.late_ms: list[float] = []
+        self.ticks = 0
+
+    async def run(self) -> None:
+        """Tick until cancelled; a late tick catches up rather than skipping."""
+        start = self._monotonic()
+        period = FRAME_MS / 1000
+        while True:
+            due = start + (self.ticks + 1) * period
+            delay = due - self._monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lateness = self._monotonic() - due
+            self.clock.tick()
+            self.ticks += 1
+            if len(self.late_ms) < 100_000:
+                self.late_ms.append(lateness * 1000)
+
+
+class VirtualDriver:
+    """Ticks a clock on demand, as fast as the work allows."""
+
+    def __init__(self, clock: Clock, *, settle: Callable[[], Awaitable[None]] | None = None):
+        self.clock = clock
+        self._settle = settle
+        self._lock = asyncio.Lock()
+
+    async def advance(self, ms: int) -> int:
+        """Move the clock forward by ``ms`` (rounded up to whole ticks)."""
+        ticks = -(-ms // FRAME_MS)
+        async with self._lock:
+            for _ in range(ticks):
+                await self._wait_for_held_work()
+                self.clock.tick()
+                await self._let_effects_run()
+        return self.clock.now_ms()
+
+    async def _wait_for_held_work(self) -> None:
+        pending = self.clock.pending()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _let_effects_run(self) -> None:
+        # two passes let a task started by the tick start its own follow-up
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        if self._settle is not None:
+            await self._settle()

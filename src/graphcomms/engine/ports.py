@@ -1,0 +1,135 @@
+"""What the engine needs from the layers below it, as Protocols.
+
+Real implementations live in ``media``, ``notify`` and ``store``; unit tests
+of the engine plug in fakes. The engine calls these synchronously from its
+own transitions; anything slow (HTTP, disk sync) happens behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from graphcomms.engine.call import Call
+from graphcomms.engine.operation import Operation, PromptSource
+from graphcomms.types import CallId, OperationId, Pcm
+
+
+class RecordOutcome(enum.StrEnum):
+    """How a recording ended by itself."""
+
+    STOP_TONE = "stopTone"
+    MAX_DURATION = "maxDuration"
+    MAX_SILENCE = "maxSilence"
+    INITIAL_SILENCE = "initialSilence"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordJob:
+    """What the media plane needs to run a recordResponse."""
+
+    prompt: Pcm | None
+    play_beep: bool
+    initial_silence_ms: int
+    max_silence_ms: int
+    max_duration_ms: int
+    stop_tones: frozenset[str]
+
+
+class MediaListener(Protocol):
+    """Media events the engine reacts to; called from the media tick."""
+
+    def play_finished(self, call_id: CallId, op_id: OperationId) -> None: ...
+
+    def recording_finished(
+        self, call_id: CallId, op_id: OperationId, outcome: RecordOutcome, audio: Pcm
+    ) -> None: ...
+
+    def tones_sent(self, call_id: CallId, op_id: OperationId) -> None: ...
+
+    def tone_detected(self, call_id: CallId, key: str) -> None: ...
+
+    def caller_hung_up(self, call_id: CallId) -> None: ...
+
+
+class MediaPort(Protocol):
+    """The media plane as the engine drives it. Every call is non-blocking."""
+
+    def attach(self, call_id: CallId, caller: Any) -> None:
+        """Connect ``caller`` (a ``callers`` endpoint) to the call's media."""
+
+    def detach(self, call_id: CallId) -> None:
+        """Disconnect the call's media; idempotent."""
+
+    def play(
+        self, call_id: CallId, op_id: OperationId, audio: Pcm, *, loop: bool
+    ) -> None:
+        """Play ``audio`` from the next frame; report ``play_finished`` at its end."""
+
+    def record(self, call_id: CallId, op_id: OperationId, job: RecordJob) -> None:
+        """Run a recording; report ``recording_finished`` when it ends by itself."""
+
+    def stop(self, call_id: CallId, op_id: OperationId) -> None:
+        """Stop the play or record ``op_id`` within one frame, reporting nothing."""
+
+    def send_tones(
+        self, call_id: CallId, op_id: OperationId, keys: str, gap_ms: int
+    ) -> None:
+        """Send DTMF ``keys`` beside the queue; report ``tones_sent`` at the end."""
+
+    def stop_tones(self, call_id: CallId, op_id: OperationId) -> None:
+        """Stop sending ``op_id``'s tones within one frame, reporting nothing."""
+
+    def set_muted(self, call_id: CallId, muted: bool) -> None:
+        """Silence (or restore) everything the bot sends on this call."""
+
+
+class PromptError(Exception):
+    """A prompt could not be used: download failed or format invalid."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        """``"download"`` or ``"format"``."""
+        self.detail = detail
+
+
+class PromptLoader(Protocol):
+    """Fetches and validates prompts once per resourceId (or URI)."""
+
+    def load(self, source: PromptSource) -> asyncio.Future[Pcm]:
+        """Return a future of the prompt's samples, or of a ``PromptError``."""
+
+
+class Notifier(Protocol):
+    """Turns engine events into commsNotifications for the call's callback."""
+
+    def call_changed(self, call: Call, change_type: str, fields: Sequence[str]) -> None:
+        """Notify ``change_type`` of ``call`` carrying ``fields`` (Graph names)."""
+
+    def operation_finished(self, call: Call, op: Operation) -> None:
+        """Notify the terminal ``deleted`` of ``op``."""
+
+    def roster_changed(self, call: Call) -> None:
+        """Notify the participants roster of ``call`` (mute state)."""
+
+
+class Store(Protocol):
+    """Durable state: calls, operations, recordings. Writes are synchronous."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the writes inside into one commit."""
+
+    def save_call(self, call: Call) -> None: ...
+
+    def save_operation(self, op: Operation) -> None: ...
+
+    def live_calls(self) -> list[Call]: ...
+
+    def operations_of(self, call_id: CallId) -> list[Operation]: ...
+
+    def all_calls(self) -> Iterator[Call]: ...
