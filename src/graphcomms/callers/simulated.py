@@ -1,0 +1,132 @@
+"""A scripted caller: speaks, presses keys, stays silent and hangs up on cue.
+
+Its actions run one after another on the media clock, one frame per tick, so
+"speak 4 s then press #" lands at exactly 4 s of clock time. Key presses are
+real DTMF audio, found by the same in-band detector as a real caller's keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import numpy as np
+
+from graphcomms.media.dtmf import key_sequence_pcm
+from graphcomms.media.wav import parse_prompt_wav
+from graphcomms.types import FRAME_SAMPLES, Pcm, ms_to_samples
+
+logger = logging.getLogger(__name__)
+
+ActionKind = Literal["dtmf", "speak", "silence", "hangup"]
+
+HEARD_LIMIT_MS = 30 * 60 * 1000
+"""What the caller heard is kept for the last 30 minutes of the call at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAction:
+    """One step of a caller's script."""
+
+    kind: ActionKind
+    keys: str = ""
+    """For ``dtmf``: the keys, as characters 0-9 * # A-D."""
+    ms: int = 0
+    """For ``silence`` and for ``speak`` with the built-in speech sample."""
+    audio: Pcm | None = None
+    """For ``speak``: the caller's own audio (internal format)."""
+    tone_ms: int = 100
+    gap_ms: int = 100
+
+
+@cache
+def speech_sample() -> Pcm:
+    """Return the built-in speech sample (espeak-ng English, 16 kHz)."""
+    data = resources.files("graphcomms.media").joinpath("sounds/speech-sample.wav")
+    return parse_prompt_wav(data.read_bytes())
+
+
+def speech_for(ms: int) -> Pcm:
+    """Return ``ms`` of speech: the sample, repeated and cut to length."""
+    sample = speech_sample()
+    wanted = ms_to_samples(ms)
+    reps = -(-wanted // len(sample))
+    return np.tile(sample, reps)[:wanted]
+
+
+class SimulatedCaller:
+    """A caller that runs a script of actions frame by frame."""
+
+    def __init__(self, script: list[CallerAction] | None = None) -> None:
+        self._actions: deque[CallerAction] = deque(script or ())
+        self._audio: Pcm | None = None
+        self._pos = 0
+        self._silent_frames = 0
+        self.hung_up = False
+        self._heard: deque[bytes] = deque(maxlen=HEARD_LIMIT_MS // 20)
+
+    def __repr__(self) -> str:
+        state = "hung up" if self.hung_up else f"{len(self._actions)} actions queued"
+        return f"<SimulatedCaller {state}>"
+
+    def enqueue(self, action: CallerAction) -> None:
+        """Add ``action`` after the ones already scripted."""
+        self._actions.append(action)
+
+    @property
+    def idle(self) -> bool:
+        """Return whether the script has nothing left to do."""
+        return not self._actions and self._audio is None and not self._silent_frames
+
+    def next_frame(self) -> Pcm | None:
+        """Return this tick's audio from the caller, or None for silence."""
+        if self.hung_up:
+            return None
+        if self._audio is None and not self._silent_frames:
+            self._begin_next_action()
+        if self._silent_frames:
+            self._silent_frames -= 1
+            return None
+        if self._audio is None:
+            return None
+        frame = self._audio[self._pos : self._pos + FRAME_SAMPLES]
+        self._pos += FRAME_SAMPLES
+        if self._pos >= len(self._audio):
+            self._audio = None
+        if len(frame) < FRAME_SAMPLES:
+            frame = np.pad(frame, (0, FRAME_SAMPLES - len(frame)))
+        return frame
+
+    def hear(self, frame: Pcm) -> None:
+        """Keep the bot's audio for this tick."""
+        self._heard.append(frame.tobytes())
+
+    def heard(self) -> Pcm:
+        """Return everything the caller heard, in order."""
+        return np.frombuffer(b"".join(self._heard), dtype=np.int16).copy()
+
+    def _begin_next_action(self) -> None:
+        while self._actions:
+            action = self._actions.popleft()
+            if action.kind == "hangup":
+                self.hung_up = True
+                return
+            if action.kind == "silence":
+                self._silent_frames = -(-ms_to_samples(action.ms) // FRAME_SAMPLES)
+            elif action.kind == "dtmf":
+                self._play(key_sequence_pcm(action.keys, action.tone_ms, action.gap_ms))
+            elif action.audio is not None:
+                self._play(action.audio)
+            else:
+                self._play(speech_for(action.ms))
+            if self._audio is not None or self._silent_frames:
+                return
+
+    def _play(self, audio: Pcm) -> None:
+        if len(audio):
+            self._audio = audio
+            self._pos = 0

@@ -1,0 +1,87 @@
+"""The ``graphcomms`` command: ``serve`` runs the service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from graphcomms import __version__
+from graphcomms.runtime import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``graphcomms`` command."""
+    parser = argparse.ArgumentParser(
+        prog="graphcomms",
+        description="The Microsoft Graph calling API with real media, served locally.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the Graph calling API service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, default=Path(".graphcomms"))
+    serve.add_argument(
+        "--clock",
+        choices=["real", "virtual"],
+        default="real",
+        help="real time, or a virtual clock advanced through /_sim/clock/advance",
+    )
+    serve.add_argument("--public-url", help="base URL clients use to reach us")
+    serve.add_argument(
+        "--answer-delay-ms",
+        type=int,
+        default=1000,
+        help="how long a simulated callee rings before answering",
+    )
+    serve.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until interrupted."""
+    import uvicorn
+
+    from graphcomms.api.app import create_app
+    from graphcomms.runtime import Runtime
+
+    settings = Settings(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        clock_mode=args.clock,
+        public_base_url=args.public_url,
+        answer_delay_ms=args.answer_delay_ms,
+    )
+    app = create_app(Runtime(settings))
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``graphcomms`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The media plane: one 20 ms tick for every call's audio, batched.
+
+Per tick, for each attached call: the bot's outbound frame (prompt, beep,
+DTMF being sent, or silence) goes to the caller; the caller's inbound frame
+goes, batched across calls, to tone detection and speech detection, and to a
+running recording. Jobs end on exact frame boundaries, so a prompt of 3.2 s
+finishes 160 ticks after it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from graphcomms.clock import Clock
+from graphcomms.engine.ports import MediaListener, RecordJob, RecordOutcome
+from graphcomms.media.dtmf import key_sequence_pcm
+from graphcomms.media.levels import beep_pcm, is_speech, mix
+from graphcomms.types import FRAME_MS, FRAME_SAMPLES, CallId, OperationId, Pcm
+
+logger = logging.getLogger(__name__)
+
+SILENT_FRAME: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+SILENT_FRAME.flags.writeable = False
+
+DTMF_TONE_MS = 100
+"""How long each DTMF tone the bot sends lasts."""
+
+
+class Caller(Protocol):
+    """A caller endpoint as the media plane drives it."""
+
+    hung_up: bool
+
+    def next_frame(self) -> Pcm | None: ...
+
+    def hear(self, frame: Pcm) -> None: ...
+
+
+@dataclass(slots=True)
+class _Source:
+    """Samples going out frame by frame."""
+
+    audio: Pcm
+    loop: bool = False
+    pos: int = 0
+
+    def next_frame(self) -> Pcm | None:
+        """Return the next frame, or None once the audio is used up."""
+        if self.pos >= len(self.audio):
+            if not self.loop:
+                return None
+            self.pos = 0
+        frame = self.audio[self.pos : self.pos + FRAME_SAMPLES]
+        self.pos += FRAME_SAMPLES
+        if len(frame) < FRAME_SAMPLES:
+            frame = np.pad(frame, (0, FRAME_SAMPLES - len(frame)))
+        return frame
+
+    @property
+    def done(self) -> bool:
+        """Return whether every sample has gone out (never, when looping)."""
+        return not self.loop and self.pos >= len(self.audio)
+
+
+@dataclass(slots=True)
+class _Play:
+    op_id: OperationId
+    source: _Source
+
+
+@dataclass(slots=True)
+class _Record:
+    op_id: OperationId
+    job: RecordJob
+    lead_in: _Source | None
+    """Prompt and beep played before listening starts."""
+    frames: list[Pcm] = field(default_factory=list)
+    heard_speech: bool = False
+    silence_ms: int = 0
+
+    @property
+    def listening(self) -> bool:
+        """Return whether the lead-in is over and the caller is recorded."""
+        return self.lead_in is None
+
+    @property
+    def recorded_ms(self) -> int:
+        """Return how long the recording is so far."""
+        return len(self.frames) * FRAME_MS
+
+
+@dataclass(slots=True)
+class _Tones:
+    op_id: OperationId
+    source: _Source
+
+
+@dataclass(slots=True)
+class _Channel:
+    call_id: CallId
+    slot: int
+    caller: Any
+    job: _Play | _Record | None = None
+    tones: _Tones | None = None
+    muted: bool = False
+
+
+class MediaPlane:
+    """All calls' audio, ticked together by the clock."""
+
+    def __init__(self, clock: Clock, *, detector: Any | None = None) -> None:
+        from graphcomms.media.dtmf import ToneDetector
+
+        self.listener: MediaListener | None = None
+        self._clock = clock
+        self._channels: dict[CallId, _Channel] = {}
+        self._free_slots: list[int] = []
+        self._next_slot = 0
+        self._detector = detector if detector is not None else ToneDetector()
+        self._beep = beep_pcm()
+        clock.add_listener(self.tick)
+
+    def __repr__(self) -> str:
+        return f"<MediaPlane calls={len(self._channels)}>"
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    # the MediaPort side: what the engine asks for
+
+    def attach(self, call_id: CallId, caller: Any) -> None:
+        """Connect ``caller`` to the call's media from the next tick on."""
+        if call_id in self._channels:
+            return
+        slot = self._free_slots.pop() if self._free_slots else self._take_slot()
+        self._detector.reset(slot)
+        self._channels[call_id] = _Channel(call_id, slot, caller)
+
+    def detach(self, call_id: CallId) -> None:
+        """Disconnect the call's media; idempotent."""
+        channel = self._channels.pop(call_id, None)
+        if channel is not None:
+            self._free_slots.append(channel.slot)
+
+    def play(
+        self, call_id: CallId, op_id: OperationId, audio: Pcm, *, loop: bool
+    ) -> None:
+        """Play ``audio`` from the next frame on."""
+        channel = self._channels.get(call_id)
+        if channel is not None:
+            channel.job = _Play(op_id, _Source(audio, loop=loop))
+
+    def record(self, call_id: CallId, op_id: OperationId, job: RecordJob) -> None:
+        """Play the lead-in (prompt, beep), then record until an end condition."""
+        channel = self._channels.get(call_id)
+        if channel is None:
+            return
+        parts = [p for p in (job.prompt,) if p is not None and len(p)]
+        if job.play_beep:
+            parts.append(self._beep)
+        lead_in = _Source(np.concatenate(parts)) if parts else None
+        channel.job = _Record(op_id, job, lead_in)
+
+    def stop(self, call_id: CallId, op_id: OperationId) -> None:
+        """Stop the job ``op_id`` at once: the next frame is silence."""
+        channel = self._channels.get(call_id)
+        if channel is not None and channel.job is not None:
+            if channel.job.op_id == op_id:
+                channel.job = None
+
+    def send_tones(
+        self, call_id: CallId, op_id: OperationId, keys: str, gap_ms: int
+    ) -> None:
+        """Send DTMF ``keys`` mixed over whatever else plays."""
+        channel = self._channels.get(call_id)
+        if channel is not None:
+            audio = key_sequence_pcm(keys, DTMF_TONE_MS, gap_ms)
+            channel.tones = _Tones(op_id, _Source(audio))
+
+    def stop_tones(self, call_id: CallId, op_id: OperationId) -> None:
+        """Stop sending the tones of ``op_id`` at once."""
+        channel = self._channels.get(call_id)
+        if channel is not None and channel.tones is not None:
+            if channel.tones.op_id == op_id:
+                channel.tones = None
+
+    def set_muted(self, call_id: CallId, muted: bool) -> None:
+        """Send silence instead of the bot's audio while muted."""
+        channel = self._channels.get(call_id)
+        if channel is not None:
+            channel.muted = muted
+
+    # the tick
+
+    def tick(self, now_ms: int) -> None:
+        """Move every call's audio on by one frame."""
+        if not self._channels:
+            return
+        channels = list(self._channels.values())
+        for channel in channels:
+            self._send(channel)
+        inbound, rows = self._receive(channels)
+        if rows:
+            self._analyse(channels, inbound, rows)
+        for channel in channels:
+            record = channel.job
+            attached = self._channels.get(channel.call_id) is channel
+            if attached and isinstance(record, _Record) and record.listening:
+                self._check_record_timers(channel, record)
+
+    def _send(self, channel: _Channel) -> None:
+        frame = self._job_frame(channel)
+        tones = channel.tones
+        if tones is not None:
+            tone_frame = tones.source.next_frame()
+            if tone_frame is not None:
+                frame = tone_frame if frame is None else mix(frame, tone_frame)
+            if tones.source.done:
+                channel.tones = None
+                self._emit("tones_sent", channel.call_id, tones.op_id)
+        if frame is None or channel.muted:
+            frame = SILENT_FRAME
+        channel.caller.hear(frame)
+
+    def _job_frame(self, channel: _Channel) -> Pcm | None:
+        job = channel.job
+        if isinstance(job, _Play):
+            frame = job.source.next_frame()
+            if job.source.done:
+                channel.job = None
+                self._emit("play_finished", channel.call_id, job.op_id)
+            return frame
+        if isinstance(job, _Record) and job.lead_in is not None:
+            if job.lead_in.done:
+                # listening starts on the frame after the lead-in's last one
+                job.lead_in = None
+                return None
+            return job.lead_in.next_frame()
+        return None
+
+    def _receive(self, channels: list[_Channel]) -> tuple[Pcm, list[int]]:
+        inbound = np.zeros((len(channels), FRAME_SAMPLES), dtype=np.int16)
+        rows: list[int] = []
+        for row, channel in enumerate(channels):
+            frame = channel.caller.next_frame()
+            if channel.caller.hung_up:
+                self._emit_hangup(channel)
+                continue
+            if frame is not None:
+                inbound[row] = frame
+                rows.append(row)
+            record = channel.job
+            if isinstance(record, _Record) and record.listening:
+                record.frames.append(inbound[row].copy())
+        return inbound, rows
+
+    def _analyse(self, channels: list[_Channel], inbound: Pcm, rows: list[int]) -> None:
+        index = np.asarray(rows, dtype=np.intp)
+        frames = inbound[index]
+        speech = is_speech(frames)
+        for row, spoke in zip(rows, speech.tolist(), strict=True):
+            record = channels[row].job
+            if spoke and isinstance(record, _Record) and record.listening:
+                record.heard_speech = True
+                record.silence_ms = -FRAME_MS  # this frame is speech
+        slots = np.asarray([channels[r].slot for r in rows], dtype=np.intp)
+        by_slot = {channels[r].slot: channels[r] for r in rows}
+        for slot, key in self._detector.detect(slots, frames):
+            self._on_key(by_slot[int(slot)], key)
+
+    def _on_key(self, channel: _Channel, key: str) -> None:
+        record = channel.job
+        if isinstance(record, _Record) and key in record.job.stop_tones:
+            # the key ends the recording whether or not it was still lead-in
+            self._end_record(channel, record, RecordOutcome.STOP_TONE)
+        self._emit_tone(channel.call_id, key)
+
+    def _check_record_timers(self, channel: _Channel, record: _Record) -> None:
+        record.silence_ms += FRAME_MS
+        job = record.job
+        if record.recorded_ms >= job.max_duration_ms:
+            self._end_record(channel, record, RecordOutcome.MAX_DURATION)
+        elif not record.heard_speech and record.silence_ms >= job.initial_silence_ms:
+            self._end_record(channel, record, RecordOutcome.INITIAL_SILENCE)
+        elif record.heard_speech and record.silence_ms >= job.max_silence_ms:
+            self._end_record(channel, record, RecordOutcome.MAX_SILENCE)
+
+    def _end_record(
+        self, channel: _Channel, record: _Record, outcome: RecordOutcome
+    ) -> None:
+        if channel.job is not record:
+            return
+        channel.job = None
+        audio = (
+            np.concatenate(record.frames)
+            if record.frames
+            else np.zeros(0, dtype=np.int16)
+        )
+        if self.listener is not None:
+            self.listener.recording_finished(
+                channel.call_id, record.op_id, outcome, audio
+            )
+
+    def _emit(self, event: str, call_id: CallId, op_id: OperationId) -> None:
+        if self.listener is not None:
+            getattr(self.listener, event)(call_id, op_id)
+
+    def _emit_tone(self, call_id: CallId, key: str) -> None:
+        if self.listener is not None:
+            self.listener.tone_detected(call_id, key)
+
+    def _emit_hangup(self, channel: _Channel) -> None:
+        self.detach(channel.call_id)
+        if self.listener is not None:
+            self.listener.caller_hung_up(channel.call_id)
+
+    def _take_slot(self) -> int:
+        slot = self._next_slot
+        self._next_slot += 1
+        return slot

@@ -1,0 +1,160 @@
+"""The composition root: builds store, media, delivery and engine, and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from graphcomms.clock import Clock, RealTimeDriver, VirtualDriver
+from graphcomms.engine.engine import Engine, EngineSettings
+from graphcomms.errors import VirtualClockRequired
+from graphcomms.media.plane import MediaPlane
+from graphcomms.media.prompts import PromptCache
+from graphcomms.notify.delivery import RetryPolicy, WebhookDelivery
+from graphcomms.notify.notifier import GraphNotifier
+from graphcomms.store.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+ClockMode = Literal["real", "virtual"]
+
+RECORDING_SWEEP_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``graphcomms serve`` can be told; defaults are the embedded ones."""
+
+    data_dir: Path = Path(".graphcomms")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    clock_mode: ClockMode = "real"
+    public_base_url: str | None = None
+    """Where clients reach this service; defaults to http://host:port."""
+    max_body_bytes: int = 1024 * 1024
+    answer_delay_ms: int = 1000
+    prompt_timeout_s: float = 10.0
+    prompt_max_bytes: int = 20 * 1024 * 1024
+    delivery_attempts: int = 8
+    delivery_initial_delay_s: float = 0.5
+    delivery_max_delay_s: float = 30.0
+    delivery_timeout_s: float = 5.0
+    recording_retention_s: float = 3600.0
+    cancelled_dtmf_status: Literal["completed", "failed"] = "completed"
+
+    @property
+    def base_url(self) -> str:
+        """Return the public base URL, without a trailing slash."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class Runtime:
+    """One graphcomms service: its parts, wired, with start and stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = Clock()
+        self.store = SqliteStore(settings.data_dir / "graphcomms.db")
+        self.prompts = PromptCache(
+            max_bytes=settings.prompt_max_bytes,
+            timeout_s=settings.prompt_timeout_s,
+            clock=self.clock,
+        )
+        self.delivery = WebhookDelivery(
+            self.store,
+            policy=RetryPolicy(
+                attempts=settings.delivery_attempts,
+                initial_delay_s=settings.delivery_initial_delay_s,
+                max_delay_s=settings.delivery_max_delay_s,
+                timeout_s=settings.delivery_timeout_s,
+            ),
+        )
+        self.media = MediaPlane(self.clock)
+        self.engine = Engine(
+            clock=self.clock,
+            media=self.media,
+            prompts=self.prompts,
+            notifier=GraphNotifier(self.delivery),
+            store=self.store,
+            settings=EngineSettings(
+                public_base_url=settings.base_url,
+                recordings_dir=settings.data_dir / "recordings",
+                answer_delay_ms=settings.answer_delay_ms,
+                recording_retention_s=settings.recording_retention_s,
+                cancelled_dtmf_status=settings.cancelled_dtmf_status,
+            ),
+        )
+        self.media.listener = self.engine
+        self.real_driver: RealTimeDriver | None = None
+        self.virtual_driver: VirtualDriver | None = None
+        if settings.clock_mode == "virtual":
+            self.virtual_driver = VirtualDriver(self.clock)
+        else:
+            self.real_driver = RealTimeDriver(self.clock)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Runtime clock={self.settings.clock_mode} {self.engine!r}>"
+
+    async def start(self) -> None:
+        """Recover what a previous run left, then start delivery and the clock."""
+        await self.delivery.start()
+        self.engine.recover()
+        if self.real_driver is not None:
+            self._spawn(self.real_driver.run(), "media-clock")
+        self._spawn(self._sweep_recordings(), "recording-sweeper")
+        logger.info(
+            "graphcomms ready at %s (clock %s, data %s)",
+            self.settings.base_url,
+            self.settings.clock_mode,
+            self.settings.data_dir,
+        )
+
+    async def stop(self) -> None:
+        """Stop the clock and delivery; what is undelivered stays in the store."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.delivery.aclose()
+        await self.prompts.aclose()
+        self.store.close()
+
+    async def advance_clock(self, ms: int) -> int:
+        """Move a virtual clock forward by ``ms``; return the new time."""
+        if self.virtual_driver is None:
+            raise VirtualClockRequired()
+        return await self.virtual_driver.advance(ms)
+
+    def sound_path(self, name: str) -> Path | None:
+        """Return the path of a shipped sound such as ``welcome.wav``."""
+        if "/" in name or "\\" in name or not name.endswith(".wav"):
+            return None
+        sounds = resources.files("graphcomms.media").joinpath("sounds")
+        candidate = Path(str(sounds)) / name
+        return candidate if candidate.is_file() else None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.append(task)
+
+    async def _sweep_recordings(self) -> None:
+        while True:
+            for entry in self.store.expired_recordings(time.time()):
+                Path(entry.path).unlink(missing_ok=True)
+                self.store.delete_recording(entry.op_id)
+                logger.debug("recording op=%s expired", entry.op_id)
+            await asyncio.sleep(RECORDING_SWEEP_S)
