@@ -284,8 +284,7 @@ class Engine:
         )
         op.prompts = prompts
         op.loop_forever = loop or any(p.loop == 0 for p in prompts)
-        for prompt in prompts:
-            self._prompts.load(prompt)
+        self._prefetch(prompts)
         self._enqueue(live, op, live.queue.enqueue(op))
         return op
 
@@ -304,7 +303,7 @@ class Engine:
         op.record = settings
         op.legacy_record = legacy
         if settings.prompt is not None:
-            self._prompts.load(settings.prompt)
+            self._prefetch((settings.prompt,))
         if settings.barge_in_allowed:
             effects = live.queue.barge_in(op)
         else:
@@ -686,8 +685,9 @@ class Engine:
         return live
 
     def _prefetch(self, sources: tuple[PromptSource, ...]) -> None:
+        """Start downloads early; a failure is reported when the prompt plays."""
         for source in sources:
-            self._prompts.load(source)
+            self._prompts.load(source).add_done_callback(_observe)
 
     def _set_muted(
         self,
@@ -938,6 +938,12 @@ _RECORD_ENDINGS: dict[
         CompletionReason.INITIAL_SILENCE_TIMEOUT,
     ),
 }
+
+
+def _observe(future: asyncio.Future[Pcm]) -> None:
+    """Mark a prefetch's failure as seen; the operation reports it later."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _gather(
