@@ -96,7 +96,9 @@ class Clock:
 class RealTimeDriver:
     """Ticks a clock every 20 ms of monotonic time and measures lateness."""
 
-    def __init__(self, clock: Clock, *, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, clock: Clock, *, monotonic: Callable[[], float] = time.monotonic
+    ):
         self.clock = clock
         self._monotonic = monotonic
         self.late_ms: list[float] = []
@@ -121,7 +123,9 @@ class RealTimeDriver:
 class VirtualDriver:
     """Ticks a clock on demand, as fast as the work allows."""
 
-    def __init__(self, clock: Clock, *, settle: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self, clock: Clock, *, settle: Callable[[], Awaitable[None]] | None = None
+    ):
         self.clock = clock
         self._settle = settle
         self._lock = asyncio.Lock()

@@ -154,7 +154,7 @@ class Runtime:
     async def _sweep_recordings(self) -> None:
         while True:
             for entry in self.store.expired_recordings(time.time()):
-                Path(entry.path).unlink(missing_ok=True)
+                await asyncio.to_thread(Path(entry.path).unlink, missing_ok=True)
                 self.store.delete_recording(entry.op_id)
                 logger.debug("recording op=%s expired", entry.op_id)
             await asyncio.sleep(RECORDING_SWEEP_S)

@@ -140,7 +140,9 @@ class Harness:
     async def established_call(self, version: ApiVersion = ApiVersion.V1) -> Call:
         """Place an outgoing call and let the simulated callee answer."""
         call = self.engine.create_call(
-            NewCall(callback_uri="https://bot.example.test/api/calls", api_version=version)
+            NewCall(
+                callback_uri="https://bot.example.test/api/calls", api_version=version
+            )
         )
         await self.advance(self.engine.settings.answer_delay_ms)
         assert call.state.value == "established"

@@ -18,7 +18,7 @@ from graphcomms.errors import (
 )
 from graphcomms.types import FRAME_SAMPLES
 
-from .conftest import Harness, make_harness, menu
+from .conftest import Harness, make_harness
 
 V1 = ApiVersion.V1
 BOT = "https://bot.example.test/api/calls"
@@ -94,7 +94,11 @@ async def test_cancel_all_stops_running_and_queued_in_order_bl01(harness: Harnes
 
     op = cancel(harness, call.id, ctx="ctx-cancel")
 
-    assert (op.status, op.client_context, op.cancel_all) == ("completed", "ctx-cancel", True)
+    assert (op.status, op.client_context, op.cancel_all) == (
+        "completed",
+        "ctx-cancel",
+        True,
+    )
     ops = harness.notifier.ops()
     assert [e.client_context for e in ops] == ["ctx-p1", "ctx-p2", "ctx-r1"]
     assert all((e.status, e.code, e.subcode) == ("failed", 400, 8508) for e in ops)
@@ -127,7 +131,9 @@ async def test_cancel_silences_audio_within_one_frame(harness: Harness):
     assert not np.any(harness.heard(call)[before:])
 
 
-async def test_cancel_with_empty_queue_completes_without_notifications(harness: Harness):
+async def test_cancel_with_empty_queue_completes_without_notifications(
+    harness: Harness,
+):
     call = await harness.established_call()
     op = cancel(harness, call.id)
     assert op.status == "completed"
@@ -186,14 +192,21 @@ async def test_cancel_stops_dtmf_sending_as_its_page_says_bl03(harness: Harness)
     op = cancel(harness, call.id)
     assert op.status == "completed"
     assert (rec.status, rec.completion_reason) == ("failed", "operationCanceled")
-    assert (dtmf.status, dtmf.completion_reason) == ("completed", "mediaOperationCanceled")
+    assert (dtmf.status, dtmf.completion_reason) == (
+        "completed",
+        "mediaOperationCanceled",
+    )
 
 
 async def test_cancelled_dtmf_flavour_configurable_bl03(tmp_path):
     h = make_harness(tmp_path, cancelled_dtmf_status="failed")
     call = await h.established_call()
     dtmf = h.engine.send_dtmf_tones(
-        call.id, ("tone1",), delay_between_tones_ms=500, client_context=None, api_version=V1
+        call.id,
+        ("tone1",),
+        delay_between_tones_ms=500,
+        client_context=None,
+        api_version=V1,
     )
     cancel(h, call.id)
     assert (dtmf.status, dtmf.result_info.subcode) == ("failed", 8508)
@@ -213,7 +226,9 @@ async def test_dtmf_tones_sent_complete_and_are_heard_as_keys(harness: Harness):
     from graphcomms.media.dtmf import ToneDetector
 
     heard = harness.heard(call)
-    frames = heard[: len(heard) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    frames = heard[: len(heard) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(
+        -1, FRAME_SAMPLES
+    )
     detector = ToneDetector()
     keys = []
     for frame in frames:
@@ -272,7 +287,10 @@ async def test_unanswered_incoming_call_ends_at_deadline_bl17(harness: Harness):
     assert (call.result_info.code, call.result_info.subcode) == (408, 1106)
     with pytest.raises(CallNotFound):
         harness.engine.answer(
-            call.id, callback_uri=None, media_mode=MediaMode.SERVICE_HOSTED, prefetch=(),
+            call.id,
+            callback_uri=None,
+            media_mode=MediaMode.SERVICE_HOSTED,
+            prefetch=(),
             api_version=V1,
         )
 
@@ -282,8 +300,11 @@ async def test_answer_incoming_call_establishes_it(harness: Harness):
         NewCall(callback_uri=BOT, api_version=V1), []
     )
     harness.engine.answer(
-        call.id, callback_uri="http://localhost:9/cb", media_mode=MediaMode.SERVICE_HOSTED,
-        prefetch=(), api_version=V1,
+        call.id,
+        callback_uri="http://localhost:9/cb",
+        media_mode=MediaMode.SERVICE_HOSTED,
+        prefetch=(),
+        api_version=V1,
     )
     await harness.advance(500)
     assert call.state.value == "established"
@@ -303,7 +324,11 @@ async def test_app_hosted_call_refuses_ivr_actions_bl14(harness: Harness):
         NewCall(callback_uri=BOT, api_version=V1), []
     )
     harness.engine.answer(
-        call.id, callback_uri=None, media_mode=MediaMode.APP_HOSTED, prefetch=(), api_version=V1
+        call.id,
+        callback_uri=None,
+        media_mode=MediaMode.APP_HOSTED,
+        prefetch=(),
+        api_version=V1,
     )
     await harness.advance(500)
     with pytest.raises(MediaModeNotSupported):

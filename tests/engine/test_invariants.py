@@ -108,7 +108,9 @@ class IvrSession(RuleBasedStateMachine):
     @precondition(lambda self: not self.ended)
     @rule(keys=st.text(alphabet="0123456789*#", min_size=1, max_size=3))
     def press(self, keys: str) -> None:
-        self._run(self.h.engine.caller_action, self.call.id, CallerAction("dtmf", keys=keys))
+        self._run(
+            self.h.engine.caller_action, self.call.id, CallerAction("dtmf", keys=keys)
+        )
 
     @precondition(lambda self: not self.ended)
     @rule()
@@ -127,7 +129,10 @@ class IvrSession(RuleBasedStateMachine):
     @rule()
     def subscribe(self) -> None:
         self._run(
-            self.h.engine.subscribe_to_tone, self.call.id, client_context="t", api_version=V1
+            self.h.engine.subscribe_to_tone,
+            self.call.id,
+            client_context="t",
+            api_version=V1,
         )
 
     @rule(ms=st.sampled_from([20, 100, 400, 1500, 4000]))
@@ -149,7 +154,9 @@ class IvrSession(RuleBasedStateMachine):
         self.ended = True
         events = self.h.notifier.events
         last_call_event = max(
-            i for i, e in enumerate(events) if e.kind == "call" and e.change_type == "deleted"
+            i
+            for i, e in enumerate(events)
+            if e.kind == "call" and e.change_type == "deleted"
         )
         # every operation ended, and was notified, before the call's deleted
         assert all(o.status in ("completed", "failed") for o in self.ops.values())

@@ -299,7 +299,9 @@ class Engine:
     ) -> Operation:
         """Queue a recordResponse, or barge in at once when it allows."""
         live = self._media_ready(call_id, "recordResponse")
-        op = self._new_operation(live, OperationKind.RECORD, api_version, client_context)
+        op = self._new_operation(
+            live, OperationKind.RECORD, api_version, client_context
+        )
         op.record = settings
         op.legacy_record = legacy
         if settings.prompt is not None:
@@ -606,7 +608,8 @@ class Engine:
                 self._terminate(current, KEEP_ALIVE_TIMEOUT)
 
         live.set_timer(
-            "keepAlive", self.clock.call_later(self.settings.keep_alive_timeout_ms, expire)
+            "keepAlive",
+            self.clock.call_later(self.settings.keep_alive_timeout_ms, expire),
         )
 
     def _set_state(
@@ -676,7 +679,9 @@ class Engine:
             )
         return live
 
-    def _media_ready(self, call_id: str, action: str, *, hosted_only: bool = True) -> _Live:
+    def _media_ready(
+        self, call_id: str, action: str, *, hosted_only: bool = True
+    ) -> _Live:
         live = self._get_live(call_id)
         if hosted_only and live.call.media_mode == MediaMode.APP_HOSTED:
             raise MediaModeNotSupported(call_id, action)
@@ -780,7 +785,10 @@ class Engine:
 
         def begin(done: asyncio.Future[list[Pcm | BaseException]]) -> None:
             try:
-                if live.queue.running is op and live.call.state is CallState.ESTABLISHED:
+                if (
+                    live.queue.running is op
+                    and live.call.state is CallState.ESTABLISHED
+                ):
                     self._begin_media(live, op, sources, done.result())
             finally:
                 started.set_result(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+
 from graphcomms.types import CallId, OperationId
 
 
@@ -76,14 +77,22 @@ class ResultInfo:
 PLAY_COMPLETED = ResultInfo(200, 0, "Action completed successfully.")
 CANCELLED = ResultInfo(400, 8508, "Action failed, the operation was cancelled.")
 CALL_TERMINATED = ResultInfo(400, 8528, "Action failed, the call was terminated.")
-DOWNLOAD_FAILED = ResultInfo(400, 8536, "Action failed, the file could not be downloaded.")
-INVALID_FORMAT = ResultInfo(
-    400, 8535, "Action failed, the file format is invalid: it must be WAV, PCM, "
-    "mono, 16-bit, 16 kHz."
+DOWNLOAD_FAILED = ResultInfo(
+    400, 8536, "Action failed, the file could not be downloaded."
 )
-RECORD_MAX_DURATION = ResultInfo(200, 8515, "Action completed, max record duration reached.")
+INVALID_FORMAT = ResultInfo(
+    400,
+    8535,
+    "Action failed, the file format is invalid: it must be WAV, PCM, "
+    "mono, 16-bit, 16 kHz.",
+)
+RECORD_MAX_DURATION = ResultInfo(
+    200, 8515, "Action completed, max record duration reached."
+)
 RECORD_STOP_TONE = ResultInfo(200, 8514, "Action completed, stop tone detected.")
-RECORD_MAX_SILENCE = ResultInfo(200, 8509, "Action completed, max silence timeout reached.")
+RECORD_MAX_SILENCE = ResultInfo(
+    200, 8509, "Action completed, max silence timeout reached."
+)
 RECORD_INITIAL_SILENCE = ResultInfo(
     400, 8510, "Action failed, initial silence timeout reached."
 )
