@@ -11,7 +11,8 @@
     │   └── OperationNotFound     unknown or finished operation (404)
     ├── ClockError
     │   └── VirtualClockRequired  clock control on a real-time service (400)
-    └── RecordingNotFound         unknown, expired or unauthorised recording
+    ├── RecordingNotFound         unknown or expired recording (404)
+    └── RecordingAccessDenied     wrong recordingAccessToken (401)
 
 The api layer maps each leaf to a status and a Graph error body in one place.
 """
@@ -92,3 +93,7 @@ class VirtualClockRequired(ClockError):
 
 class RecordingNotFound(GraphcommsError):
     """No recording with this id, or it has expired."""
+
+
+class RecordingAccessDenied(GraphcommsError):
+    """The bearer token is not the recording's recordingAccessToken."""

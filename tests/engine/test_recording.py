@@ -102,3 +102,18 @@ async def test_other_keys_do_not_stop_recording(harness: Harness):
     harness.engine.caller_action(call.id, CallerAction("dtmf", keys="1"))
     await harness.advance(3000)
     assert op.completion_reason == "maxRecordDurationReached"
+
+
+async def test_recording_refused_with_wrong_token(harness: Harness):
+    import pytest
+
+    from graphcomms.errors import RecordingAccessDenied, RecordingNotFound
+
+    call = await harness.established_call()
+    op = record(harness, call.id, play_beep=False, max_record_duration_s=1)
+    harness.engine.caller_action(call.id, CallerAction("speak", ms=2000))
+    await harness.advance(1500)
+    with pytest.raises(RecordingAccessDenied):
+        harness.engine.recording_path(op.id, "not-the-token")
+    with pytest.raises(RecordingNotFound):
+        harness.engine.recording_path("no-such-op", op.recording_access_token)

@@ -106,6 +106,13 @@ class FakeOutbox:
         row.status = "pending" if outcome == "retrying" else outcome
         self.changes.ping()
 
+    def requeue(self, seq: int) -> bool:
+        row = self.rows.get(seq)
+        if row is None or row.status != "failed":
+            return False
+        row.status = "pending"
+        return True
+
     def outcomes(self, seq: int) -> list[str]:
         return [attempt.outcome for attempt in self.rows[seq].history]
 
@@ -375,6 +382,24 @@ async def test_delivery_to_dead_receiver_fails_row_and_call_goes_on(
     (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert f"call=a notification={dead} POST http://127.0.0.1:" in error.getMessage()
     assert "giving up after 3 attempts" in error.getMessage()
+
+
+async def test_redeliver_sends_a_failed_row_again_while_running(
+    delivery: WebhookDelivery, store: FakeOutbox, receiver: Receiver
+) -> None:
+    """A failed notification put back in line goes out without a restart."""
+    receiver.script("/a", *["503"] * FAST.attempts)
+    seq = delivery.enqueue("a", receiver.url("/a"), {"n": 0})
+    assert await delivery.drain(WAIT_S)
+    assert store.rows[seq].status == "failed"
+
+    assert delivery.redeliver(seq)
+
+    assert await delivery.drain(WAIT_S)
+    assert store.rows[seq].status == "delivered"
+    assert receiver.delivered() == [{"n": 0}]
+    assert not delivery.redeliver(seq)
+    assert not delivery.redeliver(999)
 
 
 @pytest.mark.parametrize("status", ["302", "404", "500"])

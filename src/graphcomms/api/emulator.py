@@ -316,7 +316,7 @@ async def list_notifications(request: Request) -> Response:
 @router.post("/notifications/{seq}/redeliver")
 async def redeliver(request: Request, seq: str) -> Response:
     """Put a failed notification back in line for delivery."""
-    if not seq.isdigit() or not runtime_of(request).store.requeue(int(seq)):
+    if not seq.isdigit() or not runtime_of(request).delivery.redeliver(int(seq)):
         message = f"No failed notification has seq {seq}."
         raise RequestRejected(error_for_status(404, message))
     return JSONResponse({"seq": int(seq), "status": "pending"}, 202)

@@ -63,6 +63,7 @@ from graphcomms.errors import (
     CallStateConflict,
     MediaModeNotSupported,
     OperationNotFound,
+    RecordingAccessDenied,
     RecordingNotFound,
 )
 from graphcomms.types import CallId, OperationId, Pcm, samples_to_ms
@@ -466,8 +467,10 @@ class Engine:
     def recording_path(self, op_id: str, token: str) -> Path:
         """Return the recording file of ``op_id`` if ``token`` is its token."""
         entry = self._store.get_recording(op_id.lower())
-        if entry is None or not secrets.compare_digest(entry.token, token):
+        if entry is None:
             raise RecordingNotFound(op_id)
+        if not secrets.compare_digest(entry.token.encode(), token.encode()):
+            raise RecordingAccessDenied(op_id)
         path = Path(entry.path)
         if not path.exists():
             raise RecordingNotFound(op_id)

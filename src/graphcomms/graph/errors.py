@@ -26,6 +26,7 @@ from graphcomms.errors import (
     InvalidRequest,
     MediaModeNotSupported,
     OperationNotFound,
+    RecordingAccessDenied,
     RecordingNotFound,
     VirtualClockRequired,
 )
@@ -63,6 +64,7 @@ _BY_ERROR: tuple[tuple[type[GraphcommsError], int, str, str | None], ...] = (
     (CallStateConflict, 400, "8519", None),
     (VirtualClockRequired, 400, "invalidRequest", None),
     # the exception carries only the id, which the client already has
+    (RecordingAccessDenied, 401, UNAUTHENTICATED.code, UNAUTHENTICATED.message),
     (
         RecordingNotFound,
         404,

@@ -86,6 +86,8 @@ class OutboxStore(Protocol):
         """Store a pending notification and return its ``seq`` (global order)."""
         ...
 
+    def requeue(self, seq: int) -> bool: ...
+
     def pending_notifications(self) -> Sequence[OutboxEntryView]:
         """Return every pending notification, in ``seq`` order."""
         ...
@@ -255,6 +257,20 @@ class WebhookDelivery:
             attempt_limit = self._policy.attempts
             self._schedule(_Notification(seq, call_id, url, payload, 0, attempt_limit))
         return seq
+
+    def redeliver(self, seq: int) -> bool:
+        """Put the failed notification ``seq`` back in line, with one more try.
+
+        Returns:
+            False if no failed notification has this ``seq``.
+        """
+        if not self._store.requeue(seq):
+            return False
+        pending = self._store.pending_notifications()
+        entry = next((e for e in pending if e.seq == seq), None)
+        if entry is not None and self._running and entry.call_id not in self._halted:
+            self._schedule(self._from_entry(entry))
+        return True
 
     async def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until nothing is queued or in flight.
