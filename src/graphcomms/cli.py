@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path(".graphcomms"))
     serve.add_argument(
         "--clock",
-        choices=["real", "virtual"],
+        choices=["real", "virtual", "fast"],
         default="real",
-        help="real time, or a virtual clock advanced through /_sim/clock/advance",
+        help="real time; virtual, advanced through POST /_sim/clock/advance; "
+        "or fast, running ahead whenever nothing is in flight",
     )
     serve.add_argument("--public-url", help="base URL clients use to reach us")
     serve.add_argument(

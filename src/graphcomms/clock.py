@@ -7,7 +7,10 @@ in the engine or media reads the wall clock: two drivers move this clock,
 
 - ``RealTimeDriver`` ticks it every 20 ms of monotonic time (serving), and
 - ``VirtualDriver`` ticks it on demand (tests, ``--clock virtual``), waiting
-  before each tick for work that takes no virtual time (prompt downloads).
+  before each tick for work that takes no virtual time (prompt downloads),
+- ``FastDriver`` ticks it as fast as the system allows (``--clock fast``):
+  whenever no request, download or notification is in flight and the bot
+  has had a moment to react to the last one.
 """
 
 from __future__ import annotations
@@ -81,6 +84,12 @@ class Clock:
         """Return the held futures that are not done yet."""
         return [f for f in self._pending if not f.done()]
 
+    def next_due_ms(self) -> int | None:
+        """Return when the next live timer is due, if any."""
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0].due_ms if self._timers else None
+
     def tick(self) -> None:
         """Advance one frame: run due timers, then the tick listeners."""
         self._now_ms += FRAME_MS
@@ -141,9 +150,7 @@ class VirtualDriver:
         return self.clock.now_ms()
 
     async def _wait_for_held_work(self) -> None:
-        pending = self.clock.pending()
-        if pending:
-            await asyncio.wait(pending)
+        await _wait_for_held_work(self.clock)
 
     async def _let_effects_run(self) -> None:
         # two passes let a task started by the tick start its own follow-up
@@ -151,3 +158,57 @@ class VirtualDriver:
         await asyncio.sleep(0)
         if self._settle is not None:
             await self._settle()
+
+
+async def _wait_for_held_work(clock: Clock) -> None:
+    while pending := clock.pending():
+        await asyncio.wait(pending)
+        await asyncio.sleep(0)
+
+
+class FastDriver:
+    """Ticks a clock as fast as possible while the system is quiescent.
+
+    Before each tick it waits until ``busy()`` is false (no API request or
+    webhook delivery in flight) and has stayed false for ``grace_s`` of real
+    time since it last was true, so a bot that answers its webhook first and
+    calls back right after still gets its request in before time moves on.
+    With nothing to tick for (``has_work()`` false), it sleeps.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        busy: Callable[[], bool],
+        has_work: Callable[[], bool],
+        grace_s: float = 0.05,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self._busy = busy
+        self._has_work = has_work
+        self._grace_s = grace_s
+        self._monotonic = monotonic
+        self.ticks = 0
+
+    async def run(self) -> None:
+        """Tick until cancelled."""
+        last_busy = self._monotonic()
+        while True:
+            await _wait_for_held_work(self.clock)
+            now = self._monotonic()
+            if self._busy():
+                last_busy = now
+                await asyncio.sleep(0.001)
+                continue
+            if now - last_busy < self._grace_s:
+                await asyncio.sleep(self._grace_s - (now - last_busy))
+                continue
+            if not self._has_work():
+                await asyncio.sleep(0.01)
+                continue
+            self.clock.tick()
+            self.ticks += 1
+            # let requests and callbacks the tick caused get going
+            await asyncio.sleep(0)

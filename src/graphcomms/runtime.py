@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from graphcomms.clock import Clock, RealTimeDriver, VirtualDriver
+from graphcomms.clock import Clock, FastDriver, RealTimeDriver, VirtualDriver
 from graphcomms.engine.engine import Engine, EngineSettings
 from graphcomms.errors import VirtualClockRequired
 from graphcomms.media.plane import MediaPlane
@@ -23,7 +23,7 @@ from graphcomms.store.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
 
-ClockMode = Literal["real", "virtual"]
+ClockMode = Literal["real", "virtual", "fast"]
 
 RECORDING_SWEEP_S = 60.0
 
@@ -96,10 +96,17 @@ class Runtime:
             ),
         )
         self.media.listener = self.engine
+        self.requests_in_flight = 0
+        """API requests being handled now (the fast clock waits for them)."""
         self.real_driver: RealTimeDriver | None = None
         self.virtual_driver: VirtualDriver | None = None
+        self.fast_driver: FastDriver | None = None
         if settings.clock_mode == "virtual":
             self.virtual_driver = VirtualDriver(self.clock)
+        elif settings.clock_mode == "fast":
+            self.fast_driver = FastDriver(
+                self.clock, busy=self._busy, has_work=self._has_work
+            )
         else:
             self.real_driver = RealTimeDriver(self.clock)
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,6 +120,8 @@ class Runtime:
         self.engine.recover()
         if self.real_driver is not None:
             self._spawn(self.real_driver.run(), "media-clock")
+        if self.fast_driver is not None:
+            self._spawn(self.fast_driver.run(), "media-clock")
         self._spawn(self._sweep_recordings(), "recording-sweeper")
         logger.info(
             "graphcomms ready at %s (clock %s, data %s)",
@@ -138,6 +147,12 @@ class Runtime:
         if self.virtual_driver is None:
             raise VirtualClockRequired()
         return await self.virtual_driver.advance(ms)
+
+    def _busy(self) -> bool:
+        return self.requests_in_flight > 0 or not self.delivery.idle
+
+    def _has_work(self) -> bool:
+        return self.engine.live_call_count > 0 or self.clock.next_due_ms() is not None
 
     def sound_path(self, name: str) -> Path | None:
         """Return the path of a shipped sound such as ``welcome.wav``."""

@@ -79,6 +79,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for kind in (*_HANDLED, StarletteHTTPException):
         app.add_exception_handler(kind, error_response)
     app.add_middleware(GraphEdge)
+    app.add_middleware(InFlight, runtime=runtime)
     return app
 
 
@@ -132,6 +133,24 @@ def envelope(
 
 
 # -- the edge -------------------------------------------------------------------
+
+
+class InFlight:
+    """Count the requests being handled, so a fast clock waits for them."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.runtime.requests_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.runtime.requests_in_flight -= 1
 
 
 class GraphEdge:
