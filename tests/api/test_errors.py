@@ -173,6 +173,7 @@ class FakeRuntime:
 
     settings: FakeSettings = field(default_factory=FakeSettings)
     engine: FakeEngine = field(default_factory=FakeEngine)
+    requests_in_flight: int = 0
 
     async def advance_clock(self, ms: int) -> int:
         raise VirtualClockRequired()

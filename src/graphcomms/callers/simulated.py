@@ -67,7 +67,7 @@ class SimulatedCaller:
         self._pos = 0
         self._silent_frames = 0
         self.hung_up = False
-        self._heard: deque[bytes] = deque(maxlen=HEARD_LIMIT_MS // 20)
+        self._heard: deque[Pcm] = deque(maxlen=HEARD_LIMIT_MS // 20)
 
     def __repr__(self) -> str:
         state = "hung up" if self.hung_up else f"{len(self._actions)} actions queued"
@@ -102,12 +102,18 @@ class SimulatedCaller:
         return frame
 
     def hear(self, frame: Pcm) -> None:
-        """Keep the bot's audio for this tick."""
-        self._heard.append(frame.tobytes())
+        """Keep the bot's audio for this tick.
+
+        The frame is kept by reference: the media plane hands out frames it
+        never writes to again (prompt views, fresh mixes, the shared silence).
+        """
+        self._heard.append(frame)
 
     def heard(self) -> Pcm:
         """Return everything the caller heard, in order."""
-        return np.frombuffer(b"".join(self._heard), dtype=np.int16).copy()
+        if not self._heard:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(self._heard)
 
     def _begin_next_action(self) -> None:
         while self._actions:

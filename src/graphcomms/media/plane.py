@@ -107,6 +107,8 @@ class _Channel:
     job: _Play | _Record | None = None
     tones: _Tones | None = None
     muted: bool = False
+    sending: bool = False
+    """Whether the caller sent audio on the last tick."""
 
 
 class MediaPlane:
@@ -197,23 +199,48 @@ class MediaPlane:
     # the tick
 
     def tick(self, now_ms: int) -> None:
-        """Move every call's audio on by one frame."""
+        """Move every call's audio on by one frame.
+
+        One pass over the calls does what must be per call (the next frame
+        out, the next frame in); everything that looks at the audio (speech,
+        tones) then runs once on the batch of inbound frames.
+        """
         if not self._channels:
             return
-        channels = list(self._channels.values())
-        for channel in channels:
-            self._send(channel)
-        inbound, rows = self._receive(channels)
-        if rows:
-            self._analyse(channels, inbound, rows)
-        for channel in channels:
+        frames: list[Pcm] = []
+        senders: list[_Channel] = []
+        listening: list[tuple[_Channel, _Record]] = []
+        hung_up: list[_Channel] = []
+        for channel in list(self._channels.values()):
+            channel.caller.hear(self._outbound(channel))
+            inbound = channel.caller.next_frame()
+            if channel.caller.hung_up:
+                hung_up.append(channel)
+                continue
+            if inbound is not None:
+                frames.append(inbound)
+                senders.append(channel)
+                channel.sending = True
+            elif channel.sending:
+                # one silent frame lets the tone detector see the key released
+                frames.append(SILENT_FRAME)
+                senders.append(channel)
+                channel.sending = False
             record = channel.job
-            attached = self._channels.get(channel.call_id) is channel
-            if attached and isinstance(record, _Record) and record.listening:
-                self._check_record_timers(channel, record)
+            if isinstance(record, _Record) and record.lead_in is None:
+                record.frames.append(
+                    SILENT_FRAME if inbound is None else inbound.copy()
+                )
+                listening.append((channel, record))
+        if frames:
+            self._analyse(senders, np.stack(frames))
+        for channel, record in listening:
+            self._check_record_timers(channel, record)
+        for channel in hung_up:
+            self._emit_hangup(channel)
 
-    def _send(self, channel: _Channel) -> None:
-        frame = self._job_frame(channel)
+    def _outbound(self, channel: _Channel) -> Pcm:
+        frame = self._job_frame(channel) if channel.job is not None else None
         tones = channel.tones
         if tones is not None:
             tone_frame = tones.source.next_frame()
@@ -223,8 +250,8 @@ class MediaPlane:
                 channel.tones = None
                 self._emit("tones_sent", channel.call_id, tones.op_id)
         if frame is None or channel.muted:
-            frame = SILENT_FRAME
-        channel.caller.hear(frame)
+            return SILENT_FRAME
+        return frame
 
     def _job_frame(self, channel: _Channel) -> Pcm | None:
         job = channel.job
@@ -242,35 +269,22 @@ class MediaPlane:
             return job.lead_in.next_frame()
         return None
 
-    def _receive(self, channels: list[_Channel]) -> tuple[Pcm, list[int]]:
-        inbound = np.zeros((len(channels), FRAME_SAMPLES), dtype=np.int16)
-        rows: list[int] = []
-        for row, channel in enumerate(channels):
-            frame = channel.caller.next_frame()
-            if channel.caller.hung_up:
-                self._emit_hangup(channel)
-                continue
-            if frame is not None:
-                inbound[row] = frame
-                rows.append(row)
-            record = channel.job
-            if isinstance(record, _Record) and record.listening:
-                record.frames.append(inbound[row].copy())
-        return inbound, rows
-
-    def _analyse(self, channels: list[_Channel], inbound: Pcm, rows: list[int]) -> None:
-        index = np.asarray(rows, dtype=np.intp)
-        frames = inbound[index]
+    def _analyse(self, senders: list[_Channel], frames: Pcm) -> None:
         speech = is_speech(frames)
-        for row, spoke in zip(rows, speech.tolist(), strict=True):
-            record = channels[row].job
-            if spoke and isinstance(record, _Record) and record.listening:
-                record.heard_speech = True
-                record.silence_ms = -FRAME_MS  # this frame is speech
-        slots = np.asarray([channels[r].slot for r in rows], dtype=np.intp)
-        by_slot = {channels[r].slot: channels[r] for r in rows}
+        if speech.any():
+            for index in np.flatnonzero(speech).tolist():
+                record = senders[index].job
+                if isinstance(record, _Record) and record.lead_in is None:
+                    record.heard_speech = True
+                    record.silence_ms = -FRAME_MS  # this frame is speech
+        slots = np.fromiter(
+            (c.slot for c in senders), dtype=np.intp, count=len(senders)
+        )
+        by_slot = {c.slot: c for c in senders}
         for slot, key in self._detector.detect(slots, frames):
-            self._on_key(by_slot[int(slot)], key)
+            channel = by_slot[int(slot)]
+            if self._channels.get(channel.call_id) is channel:
+                self._on_key(channel, key)
 
     def _on_key(self, channel: _Channel, key: str) -> None:
         record = channel.job
@@ -280,6 +294,8 @@ class MediaPlane:
         self._emit_tone(channel.call_id, key)
 
     def _check_record_timers(self, channel: _Channel, record: _Record) -> None:
+        if channel.job is not record:
+            return
         record.silence_ms += FRAME_MS
         job = record.job
         if record.recorded_ms >= job.max_duration_ms:
