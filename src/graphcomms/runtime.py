@@ -18,6 +18,7 @@ from graphcomms.errors import VirtualClockRequired
 from graphcomms.media.plane import MediaPlane
 from graphcomms.media.prompts import PromptCache
 from graphcomms.notify.delivery import RetryPolicy, WebhookDelivery
+from graphcomms.notify.faults import FaultDice, FaultPlan
 from graphcomms.notify.notifier import GraphNotifier
 from graphcomms.store.sqlite import SqliteStore
 
@@ -96,6 +97,8 @@ class Runtime:
             ),
         )
         self.media.listener = self.engine
+        self.api_faults = FaultDice(FaultPlan())
+        """Decides which Graph requests a fault plan answers with 503."""
         self.requests_in_flight = 0
         """API requests being handled now (the fast clock waits for them)."""
         self.real_driver: RealTimeDriver | None = None
@@ -147,6 +150,17 @@ class Runtime:
         if self.virtual_driver is None:
             raise VirtualClockRequired()
         return await self.virtual_driver.advance(ms)
+
+    @property
+    def faults(self) -> FaultPlan:
+        """Return the faults being injected (none by default)."""
+        return self.api_faults.plan
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Inject ``plan``'s faults into webhook delivery and the Graph API."""
+        self.api_faults = FaultDice(plan)
+        self.delivery.faults = plan
+        logger.info("fault injection %s: %s", "on" if plan.active else "off", plan)
 
     def _busy(self) -> bool:
         return self.requests_in_flight > 0 or not self.delivery.idle

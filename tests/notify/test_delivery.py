@@ -25,6 +25,7 @@ import pytest
 from graphcomms import __version__
 from graphcomms.notify import RetryPolicy, WebhookDelivery
 from graphcomms.notify.delivery import AttemptOutcome
+from graphcomms.notify.faults import FaultPlan
 
 LOGGER = "graphcomms.notify.delivery"
 SECRET = "s3cret-token"
@@ -671,3 +672,56 @@ async def test_enqueue_off_the_loop_thread_raises_and_stores_nothing(
 def test_retry_policy_rejects_impossible_values(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**bad)
+
+
+# fault injection (BL-20)
+
+
+async def test_reorder_fault_shuffles_a_burst_reproducibly(
+    started: Starter, store: FakeOutbox, receiver: Receiver
+) -> None:
+    """With reorder on, a call's burst arrives shuffled, the same way per seed."""
+    orders = []
+    for _ in range(2):
+        delivery = await started()
+        delivery.faults = FaultPlan(seed=42, reorder=True)
+        before = len(receiver.delivered())
+        for n in range(6):
+            delivery.enqueue("a", receiver.url("/a"), {"n": n})
+        assert await delivery.drain(WAIT_S)
+        orders.append([body["n"] for body in receiver.delivered()[before:]])
+    assert sorted(orders[0]) == list(range(6))
+    assert orders[0] != list(range(6))
+    assert orders[0] == orders[1]
+
+
+async def test_drop_fault_keeps_the_notification_as_failed(
+    delivery: WebhookDelivery, store: FakeOutbox, receiver: Receiver
+) -> None:
+    """A dropped notification is never sent, and is visible as failed."""
+    delivery.faults = FaultPlan(drop=1.0)
+    seq = delivery.enqueue("a", receiver.url("/a"), {"n": 0})
+    assert await delivery.drain(WAIT_S)
+    assert receiver.delivered() == []
+    row = store.rows[seq]
+    assert row.status == "failed"
+    assert row.history[-1].error == "dropped by fault injection"
+
+
+async def test_duplicate_fault_posts_twice(
+    delivery: WebhookDelivery, store: FakeOutbox, receiver: Receiver
+) -> None:
+    delivery.faults = FaultPlan(duplicate=1.0)
+    seq = delivery.enqueue("a", receiver.url("/a"), {"n": 7})
+    assert await delivery.drain(WAIT_S)
+    assert receiver.delivered() == [{"n": 7}, {"n": 7}]
+    assert store.rows[seq].status == "delivered"
+
+
+def test_fault_plan_rejects_impossible_values() -> None:
+    with pytest.raises(ValueError):
+        FaultPlan(drop=1.5)
+    with pytest.raises(ValueError):
+        FaultPlan(delay_ms=-1)
+    assert not FaultPlan(seed=3).active
+    assert FaultPlan(reorder=True).active

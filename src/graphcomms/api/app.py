@@ -78,8 +78,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_api_route("/health", health, methods=["GET"])
     for kind in (*_HANDLED, StarletteHTTPException):
         app.add_exception_handler(kind, error_response)
-    app.add_middleware(GraphEdge)
+    # the last added runs first: GraphEdge canonicalises, then InFlight counts
     app.add_middleware(InFlight, runtime=runtime)
+    app.add_middleware(GraphEdge)
     return app
 
 
@@ -135,8 +136,18 @@ def envelope(
 # -- the edge -------------------------------------------------------------------
 
 
+INJECTED_FAULT = GraphError(
+    503, "serviceNotAvailable", "Injected fault: the service is unavailable."
+)
+RETRY_AFTER = {"Retry-After": "1"}
+
+
 class InFlight:
-    """Count the requests being handled, so a fast clock waits for them."""
+    """Count the requests being handled, so a fast clock waits for them.
+
+    It also answers the share of Graph requests a fault plan asks for with
+    503, before they reach the engine.
+    """
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
@@ -146,11 +157,16 @@ class InFlight:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.runtime.requests_in_flight += 1
+        runtime = self.runtime
+        graph = scope["path"].startswith(("/v1.0/", "/beta/"))
+        if graph and runtime.api_faults.roll(runtime.faults.api_errors):
+            await envelope(scope, INJECTED_FAULT, RETRY_AFTER)(scope, receive, send)
+            return
+        runtime.requests_in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.runtime.requests_in_flight -= 1
+            runtime.requests_in_flight -= 1
 
 
 class GraphEdge:

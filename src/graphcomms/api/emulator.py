@@ -44,6 +44,7 @@ from graphcomms.graph.requests import (
 )
 from graphcomms.graph.tones import DTMF_KEYS
 from graphcomms.media.wav import WavFormatError, parse_prompt_wav, wav_bytes
+from graphcomms.notify.faults import FaultPlan
 from graphcomms.store.outbox import OutboxEntry
 from graphcomms.types import Pcm
 
@@ -105,6 +106,20 @@ class IncomingCallBody(GraphBody):
     script: (
         Annotated[list[CallerActionBody], Field(max_length=SCRIPT_ACTIONS_MAX)] | None
     ) = None
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class FaultsBody(GraphBody):
+    """The faults to inject; every field is optional and off by default."""
+
+    seed: int = 0
+    delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    reorder: bool = False
+    duplicate: Probability = 0.0
+    drop: Probability = 0.0
+    api_errors: Probability = 0.0
 
 
 class AdvanceBody(GraphBody):
@@ -284,7 +299,48 @@ def _outbox_view(entry: OutboxEntry) -> JsonObject:
     }
 
 
-# -- clock, notifications, sounds -----------------------------------------------
+# -- clock, faults, notifications, sounds ---------------------------------------
+
+
+@router.put("/faults")
+async def set_faults(request: Request) -> Response:
+    """Inject faults into webhook delivery and the Graph API (BL-20)."""
+    body = parse_body(FaultsBody, await read_body(request))
+    plan = FaultPlan(
+        seed=body.seed,
+        delay_ms=body.delay_ms,
+        reorder=body.reorder,
+        duplicate=body.duplicate,
+        drop=body.drop,
+        api_errors=body.api_errors,
+    )
+    runtime_of(request).set_faults(plan)
+    return JSONResponse(_faults_view(plan))
+
+
+@router.get("/faults")
+async def get_faults(request: Request) -> Response:
+    """Return the faults being injected."""
+    return JSONResponse(_faults_view(runtime_of(request).faults))
+
+
+@router.delete("/faults")
+async def clear_faults(request: Request) -> Response:
+    """Stop injecting faults."""
+    runtime_of(request).set_faults(FaultPlan())
+    return Response(status_code=204)
+
+
+def _faults_view(plan: FaultPlan) -> JsonObject:
+    return {
+        "seed": plan.seed,
+        "delayMs": plan.delay_ms,
+        "reorder": plan.reorder,
+        "duplicate": plan.duplicate,
+        "drop": plan.drop,
+        "apiErrors": plan.api_errors,
+        "active": plan.active,
+    }
 
 
 @router.post("/clock/advance")

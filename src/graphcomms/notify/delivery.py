@@ -29,6 +29,7 @@ Facts about delivery
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -48,9 +49,13 @@ from tenacity import (
 )
 
 from graphcomms import __version__
+from graphcomms.notify.faults import FaultDice, FaultPlan
 
 logger = logging.getLogger(__name__)
 
+REORDER_WINDOW_S = 0.1
+"""With reordering on, how long a call's notifications gather before one is picked."""
+DROPPED = "dropped by fault injection"
 USER_AGENT = f"graphcomms/{__version__}"
 
 AttemptOutcome = Literal["delivered", "retrying", "failed"]
@@ -191,6 +196,7 @@ class WebhookDelivery:
         self._queues: dict[str, deque[_Notification]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._halted: set[str] = set()
+        self._dice = FaultDice(FaultPlan())
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -338,9 +344,20 @@ class WebhookDelivery:
         queue.append(note)
         self._idle.clear()
 
+    @property
+    def faults(self) -> FaultPlan:
+        """Return the faults injected into delivery (none by default)."""
+        return self._dice.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._dice = FaultDice(plan)
+
     async def _run_call(self, call_id: str, queue: deque[_Notification]) -> None:
         try:
             while queue:
+                if self._dice.plan.reorder:
+                    await self._shuffle_head(queue)
                 await self._deliver(queue[0])
                 queue.popleft()
         except Exception:
@@ -358,7 +375,22 @@ class WebhookDelivery:
             if not self._queues:
                 self._idle.set()
 
+    async def _shuffle_head(self, queue: deque[_Notification]) -> None:
+        # a short wait lets a burst gather, so there is something to reorder
+        await asyncio.sleep(REORDER_WINDOW_S)
+        index = self._dice.pick(len(queue))
+        if index:
+            note = queue[index]
+            del queue[index]
+            queue.appendleft(note)
+
     async def _deliver(self, note: _Notification) -> None:
+        plan = self._dice.plan
+        if plan.delay_ms:
+            await asyncio.sleep(plan.delay_ms / 1000)
+        if self._dice.roll(plan.drop):
+            self._drop(note)
+            return
         retrying = AsyncRetrying(
             stop=stop_after_attempt(note.attempt_limit - note.attempts),
             wait=self._backoff,
@@ -372,6 +404,21 @@ class WebhookDelivery:
             self._give_up(note, failure)
         else:
             self._delivered(note, *result)
+            if self._dice.roll(plan.duplicate):
+                with contextlib.suppress(_AttemptFailed):
+                    await self._post(note)
+
+    def _drop(self, note: _Notification) -> None:
+        self._store.record_attempt(
+            note.seq,
+            at=time.time(),
+            status_code=None,
+            error=DROPPED,
+            outcome="failed",
+        )
+        logger.warning(
+            "call=%s notification=%d not sent: %s", note.call_id, note.seq, DROPPED
+        )
 
     async def _post(self, note: _Notification) -> tuple[int, float]:
         client = self._client
