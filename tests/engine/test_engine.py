@@ -402,3 +402,18 @@ async def test_mute_silences_bot_audio_and_notifies_roster(harness: Harness):
     await harness.advance(200)
     assert not np.any(harness.heard(call)[before:])
     assert harness.notifier.events[-1].kind == "roster"
+
+
+async def test_ended_calls_keep_heard_audio_for_the_latest_hundred(harness: Harness):
+    from graphcomms.engine.engine import ENDED_CALLS_KEPT
+
+    first = await harness.established_call()
+    play(harness, first.id, "p", "beep.wav")
+    await harness.advance(600)
+    harness.engine.hang_up(first.id)
+    assert np.any(harness.engine.heard_audio(first.id))
+    for _ in range(ENDED_CALLS_KEPT):
+        call = harness.engine.create_call(NewCall(callback_uri=BOT, api_version=V1))
+        harness.engine.hang_up(call.id)
+    assert harness.engine.heard_audio(first.id) is None
+    assert harness.engine.call_record(first.id).state == "terminated"

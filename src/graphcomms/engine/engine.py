@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,9 @@ KEY_FOR_TONE = {
     "d": "D",
 }
 TONE_FOR_KEY = {key: tone for tone, key in KEY_FOR_TONE.items()}
+
+ENDED_CALLS_KEPT = 100
+"""How many ended calls keep what their caller heard, for the inspection API."""
 
 MAX_LOOPED_PROMPT_SAMPLES = 16_000 * 60 * 30
 """A prompt repeated by a legacy ``loop`` count is cut at 30 minutes."""
@@ -175,8 +179,9 @@ class Engine:
         self._store = store
         self._caller_factory = caller_factory
         self._live: dict[CallId, _Live] = {}
-        self._ended: dict[CallId, Call] = {}
-        self._ended_callers: dict[CallId, Any] = {}
+        # the most recent ended calls stay at hand for inspection; the store
+        # keeps them all, and their callers (with heard audio) are let go
+        self._ended: OrderedDict[CallId, tuple[Call, Any]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<Engine live_calls={len(self._live)} now_ms={self.clock.now_ms()}>"
@@ -445,7 +450,7 @@ class Engine:
         if key in self._live:
             return self._live[key].call
         if key in self._ended:
-            return self._ended[key]
+            return self._ended[key][0]
         stored = self._store.get_call(key)
         if stored is None:
             raise CallNotFound(call_id)
@@ -460,7 +465,8 @@ class Engine:
         """Return what the simulated caller heard so far, if it keeps that."""
         key = CallId(call_id.lower())
         live = self._live.get(key)
-        caller = live.caller if live else self._ended_callers.get(key)
+        ended = self._ended.get(key)
+        caller = live.caller if live else ended[1] if ended else None
         heard = getattr(caller, "heard", None)
         return heard() if heard is not None else None
 
@@ -663,8 +669,9 @@ class Engine:
             result.message,
         )
         self._live.pop(call.id, None)
-        self._ended[call.id] = call
-        self._ended_callers[call.id] = live.caller
+        self._ended[call.id] = (call, live.caller)
+        while len(self._ended) > ENDED_CALLS_KEPT:
+            self._ended.popitem(last=False)
 
     def _get_live(self, call_id: str) -> _Live:
         live = self._live.get(CallId(call_id.lower()))
