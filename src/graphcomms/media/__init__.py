@@ -1,0 +1,1 @@
+"""The media plane: audio for every call, batched per 20 ms tick."""
