@@ -417,3 +417,13 @@ async def test_ended_calls_keep_heard_audio_for_the_latest_hundred(harness: Harn
         harness.engine.hang_up(call.id)
     assert harness.engine.heard_audio(first.id) is None
     assert harness.engine.call_record(first.id).state == "terminated"
+
+
+async def test_same_key_twice_with_silence_between_counts_twice(harness: Harness):
+    call = await harness.established_call()
+    harness.engine.subscribe_to_tone(call.id, client_context="t", api_version=V1)
+    harness.press(call, "5")
+    harness.engine.caller_action(call.id, CallerAction("silence", ms=500))
+    harness.press(call, "5")
+    await harness.advance(1500)
+    assert [e.tone for e in harness.notifier.tones()] == ["tone5", "tone5"]

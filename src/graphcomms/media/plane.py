@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 SILENT_FRAME: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENT_FRAME.flags.writeable = False
 
+QUIET_FRAMES_FED = 2
+"""Silence fed to analysis after a caller goes quiet: 40 ms, a DTMF gap."""
+
 DTMF_TONE_MS = 100
 """How long each DTMF tone the bot sends lasts."""
 
@@ -107,8 +110,8 @@ class _Channel:
     job: _Play | _Record | None = None
     tones: _Tones | None = None
     muted: bool = False
-    sending: bool = False
-    """Whether the caller sent audio on the last tick."""
+    quiet_frames: int = 2
+    """Silent frames fed to analysis since the caller last sent audio."""
 
 
 class MediaPlane:
@@ -220,12 +223,12 @@ class MediaPlane:
             if inbound is not None:
                 frames.append(inbound)
                 senders.append(channel)
-                channel.sending = True
-            elif channel.sending:
-                # one silent frame lets the tone detector see the key released
+                channel.quiet_frames = 0
+            elif channel.quiet_frames < QUIET_FRAMES_FED:
+                # the tone detector must see a key released before silence
                 frames.append(SILENT_FRAME)
                 senders.append(channel)
-                channel.sending = False
+                channel.quiet_frames += 1
             record = channel.job
             if isinstance(record, _Record) and record.lead_in is None:
                 record.frames.append(
