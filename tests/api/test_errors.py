@@ -37,6 +37,7 @@ from graphcomms.errors import (
     RecordingNotFound,
     VirtualClockRequired,
 )
+from graphcomms.notify.faults import FaultDice, FaultPlan
 from graphcomms.types import CallId, OperationId
 
 CALL_ID = "57dab8b1-894c-409a-b240-bd8beae78896"
@@ -174,6 +175,11 @@ class FakeRuntime:
     settings: FakeSettings = field(default_factory=FakeSettings)
     engine: FakeEngine = field(default_factory=FakeEngine)
     requests_in_flight: int = 0
+    api_faults: FaultDice = field(default_factory=lambda: FaultDice(FaultPlan()))
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.api_faults.plan
 
     async def advance_clock(self, ms: int) -> int:
         raise VirtualClockRequired()
