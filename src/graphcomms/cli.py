@@ -41,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a simulated callee rings before answering",
     )
     serve.add_argument("--log-level", default="INFO")
+
+    demo = commands.add_parser(
+        "demo", help="play a whole IVR call: service, bot and caller in one process"
+    )
+    demo.add_argument(
+        "--fast",
+        action="store_true",
+        help="run on the virtual clock: the call takes about a second",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        help="where to save the recording, the caller's audio and the timeline "
+        "(default: a new temporary directory)",
+    )
+    demo.add_argument("--log-level", default="WARNING")
     return parser
 
 
@@ -81,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "serve":
         return serve(args)
+    if args.command == "demo":
+        from graphcomms.demo import main as demo
+
+        return demo(fast=args.fast, out_dir=args.out)
     return 2
 
 
