@@ -67,20 +67,11 @@ from graphcomms.errors import (
     RecordingAccessDenied,
     RecordingNotFound,
 )
+from graphcomms.media.dtmf import KEY_FOR_TONE, TONE_NAMES
 from graphcomms.types import CallId, OperationId, Pcm, samples_to_ms
 
 logger = logging.getLogger(__name__)
 
-KEY_FOR_TONE = {
-    **{f"tone{d}": str(d) for d in range(10)},
-    "star": "*",
-    "pound": "#",
-    "a": "A",
-    "b": "B",
-    "c": "C",
-    "d": "D",
-}
-TONE_FOR_KEY = {key: tone for tone, key in KEY_FOR_TONE.items()}
 
 ENDED_CALLS_KEPT = 100
 """How many ended calls keep what their caller heard, for the inspection API."""
@@ -545,7 +536,7 @@ class Engine:
         if live is None:
             return
         call = live.call
-        tone = TONE_FOR_KEY.get(key, key)
+        tone = TONE_NAMES.get(key, key)
         call.note(self.clock.now_ms(), f"caller pressed {tone}")
         if not call.tone_subscribed or call.state is not CallState.ESTABLISHED:
             return

@@ -7,28 +7,19 @@ Graph names tones ``tone0``..``tone9``, ``star``, ``pound``, ``a``..``d`` and
 
 from __future__ import annotations
 
-TONE_NAMES: tuple[str, ...] = (
-    *(f"tone{digit}" for digit in range(10)),
-    "star",
-    "pound",
-    "a",
-    "b",
-    "c",
-    "d",
-    "flash",
-)
+from graphcomms.media import dtmf
+from graphcomms.media.dtmf import KEY_FOR_TONE
 
-KEY_OF_TONE: dict[str, str] = {
-    **{f"tone{digit}": str(digit) for digit in range(10)},
-    "star": "*",
-    "pound": "#",
-    "a": "A",
-    "b": "B",
-    "c": "C",
-    "d": "D",
-}
 
-TONE_OF_KEY: dict[str, str] = {key: name for name, key in KEY_OF_TONE.items()}
+def _graph_order(tone: str) -> tuple[int, str]:
+    return (0, tone) if tone.startswith("tone") else (1, tone)
+
+
+KEY_OF_TONE: dict[str, str] = dict(KEY_FOR_TONE)
+TONE_OF_KEY: dict[str, str] = dict(dtmf.TONE_NAMES)
+
+TONE_NAMES: tuple[str, ...] = (*sorted(KEY_OF_TONE, key=_graph_order), "flash")
+"""Graph's tone enum, in its own order."""
 
 DTMF_KEYS = frozenset(TONE_OF_KEY)
 """Every key a caller can press: 0-9, *, #, A-D."""
