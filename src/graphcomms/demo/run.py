@@ -226,8 +226,8 @@ def _print_header(
     parts: _Parts, service_url: str, data_dir: str, *, fast: bool
 ) -> None:
     timeline = parts.timeline
-    mode = "the virtual clock (--fast)" if fast else "real time"
-    timeline.print(f"graphcomms demo: one IVR call, played in {mode}")
+    mode = "on the virtual clock (--fast)" if fast else "in real time"
+    timeline.print(f"graphcomms demo: one IVR call, played {mode}")
     timeline.print(f"  service   {service_url}/v1.0   (data in {data_dir})")
     timeline.print(f"  IVR bot   {parts.bot.callback_url}")
     timeline.print(f"  output    {parts.out_dir}")
