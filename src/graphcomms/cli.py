@@ -40,6 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="how long a simulated callee rings before answering",
     )
+    defaults = Settings()
+    serve.add_argument(
+        "--prompt-timeout-s",
+        type=float,
+        default=defaults.prompt_timeout_s,
+        help="longest a prompt download may take (default %(default)s s)",
+    )
+    serve.add_argument(
+        "--prompt-max-bytes",
+        type=int,
+        default=defaults.prompt_max_bytes,
+        help="largest prompt file accepted (default %(default)s bytes)",
+    )
+    serve.add_argument(
+        "--delivery-attempts",
+        type=int,
+        default=defaults.delivery_attempts,
+        help="tries per webhook notification before it is kept as failed",
+    )
+    serve.add_argument(
+        "--recording-retention-s",
+        type=float,
+        default=defaults.recording_retention_s,
+        help="how long recordings can be fetched (default %(default)s s)",
+    )
+    serve.add_argument(
+        "--cancelled-dtmf-status",
+        choices=["completed", "failed"],
+        default=defaults.cancelled_dtmf_status,
+        help="how a cancelled sendDtmfTones ends (Graph's page says completed)",
+    )
     serve.add_argument("--log-level", default="INFO")
 
     demo = commands.add_parser(
@@ -60,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Return the service settings that ``serve``'s arguments ask for."""
+    return Settings(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        clock_mode=args.clock,
+        public_base_url=args.public_url,
+        answer_delay_ms=args.answer_delay_ms,
+        prompt_timeout_s=args.prompt_timeout_s,
+        prompt_max_bytes=args.prompt_max_bytes,
+        delivery_attempts=args.delivery_attempts,
+        recording_retention_s=args.recording_retention_s,
+        cancelled_dtmf_status=args.cancelled_dtmf_status,
+    )
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted."""
     import uvicorn
@@ -67,15 +115,7 @@ def serve(args: argparse.Namespace) -> int:
     from graphcomms.api.app import create_app
     from graphcomms.runtime import Runtime
 
-    settings = Settings(
-        data_dir=args.data_dir,
-        host=args.host,
-        port=args.port,
-        clock_mode=args.clock,
-        public_base_url=args.public_url,
-        answer_delay_ms=args.answer_delay_ms,
-    )
-    app = create_app(Runtime(settings))
+    app = create_app(Runtime(settings_from(args)))
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -95,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(args, "log_level", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO, callback URLs (and their keys) included
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "serve":
         return serve(args)
     if args.command == "demo":
