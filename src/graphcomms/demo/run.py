@@ -195,8 +195,7 @@ async def _assembled(
         finally:
             await client.aclose()
             await bot.aclose()
-            await service.stop()
-            await bot_server.stop()
+            await asyncio.gather(service.stop(), bot_server.stop())
 
 
 def _caller_schedule() -> CallerSchedule:
