@@ -315,6 +315,22 @@ def test_bad_request_answers_graph_error_envelope(world: World, case: Case) -> N
     assert_graph_error(response, case.status, case.code)
 
 
+def test_graph_answers_carry_odata_headers_and_echo_client_request_id(
+    world: World,
+) -> None:
+    """OData-Version 4.0, odata.metadata=minimal, ids echoed in errors too."""
+    sent = str(uuid.uuid4())
+    headers = {"client-request-id": sent}
+    ok = world.server.http.get(f"{CALLS}/{world.ids['live']}", headers=headers)
+    assert ok.headers["OData-Version"] == "4.0"
+    assert "odata.metadata=minimal" in ok.headers["Content-Type"]
+    assert ok.headers["client-request-id"] == sent
+    bad = world.server.http.get(f"{CALLS}/{UNKNOWN}", headers=headers)
+    inner = assert_graph_error(bad, 404, "8522")["innerError"]
+    assert inner["client-request-id"] == sent
+    assert inner["request-id"] == bad.headers["request-id"]
+
+
 def test_recording_with_wrong_token_is_404(world: World) -> None:
     """A bearer token that matches nothing finds no recording."""
     response = world.server.http.get(

@@ -145,3 +145,11 @@ def test_caller_heard_nothing_before_any_prompt(
     assert rate == 16_000
     assert len(samples) == (1000 + 20) * 16
     assert not samples.any()
+
+
+def test_server_that_cannot_start_raises_with_the_cause(tmp_path: Path) -> None:
+    """A failed startup is an error naming why, not a hang."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RuntimeError, match="did not start"):
+        GraphcommsServer(blocker / "data").start()

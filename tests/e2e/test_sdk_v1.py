@@ -8,14 +8,22 @@ graphcomms; every notification arrives at a real webhook.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pytest
+from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_http.middleware.options import HeadersInspectionHandlerOption
+from msgraph.generated.communications.calls.item.answer.answer_post_request_body import (  # noqa: E501
+    AnswerPostRequestBody,
+)
 from msgraph.generated.communications.calls.item.cancel_media_processing.cancel_media_processing_post_request_body import (  # noqa: E501
     CancelMediaProcessingPostRequestBody,
+)
+from msgraph.generated.communications.calls.item.mute.mute_post_request_body import (
+    MutePostRequestBody,
 )
 from msgraph.generated.communications.calls.item.play_prompt.play_prompt_post_request_body import (  # noqa: E501
     PlayPromptPostRequestBody,
@@ -23,10 +31,27 @@ from msgraph.generated.communications.calls.item.play_prompt.play_prompt_post_re
 from msgraph.generated.communications.calls.item.record_response.record_response_post_request_body import (  # noqa: E501
     RecordResponsePostRequestBody,
 )
+from msgraph.generated.communications.calls.item.redirect.redirect_post_request_body import (  # noqa: E501
+    RedirectPostRequestBody,
+)
+from msgraph.generated.communications.calls.item.reject.reject_post_request_body import (  # noqa: E501
+    RejectPostRequestBody,
+)
+from msgraph.generated.communications.calls.item.send_dtmf_tones.send_dtmf_tones_post_request_body import (  # noqa: E501
+    SendDtmfTonesPostRequestBody,
+)
 from msgraph.generated.communications.calls.item.subscribe_to_tone.subscribe_to_tone_post_request_body import (  # noqa: E501
     SubscribeToTonePostRequestBody,
 )
+from msgraph.generated.communications.calls.item.unmute.unmute_post_request_body import (  # noqa: E501
+    UnmutePostRequestBody,
+)
+from msgraph.generated.communications.calls.item.update_recording_status.update_recording_status_post_request_body import (  # noqa: E501
+    UpdateRecordingStatusPostRequestBody,
+)
 from msgraph.generated.models.call import Call
+from msgraph.generated.models.call_direction import CallDirection
+from msgraph.generated.models.call_state import CallState
 from msgraph.generated.models.cancel_media_processing_operation import (
     CancelMediaProcessingOperation,
 )
@@ -38,15 +63,34 @@ from msgraph.generated.models.invitation_participant_info import (
 from msgraph.generated.models.media_info import MediaInfo
 from msgraph.generated.models.media_prompt import MediaPrompt
 from msgraph.generated.models.modality import Modality
+from msgraph.generated.models.mute_participant_operation import (
+    MuteParticipantOperation,
+)
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.operation_status import OperationStatus
 from msgraph.generated.models.play_prompt_operation import PlayPromptOperation
 from msgraph.generated.models.record_operation import RecordOperation
+from msgraph.generated.models.recording_status import RecordingStatus
+from msgraph.generated.models.reject_reason import RejectReason
+from msgraph.generated.models.send_dtmf_tones_operation import SendDtmfTonesOperation
 from msgraph.generated.models.service_hosted_media_config import (
     ServiceHostedMediaConfig,
 )
+from msgraph.generated.models.tone import Tone
+from msgraph.generated.models.unmute_participant_operation import (
+    UnmuteParticipantOperation,
+)
+from msgraph.generated.models.update_recording_status_operation import (
+    UpdateRecordingStatusOperation,
+)
 
-from graphcomms.testing import GraphcommsServer, ToneInfo, WebhookReceiver, tone_wav
+from graphcomms.testing import (
+    GraphcommsServer,
+    ToneInfo,
+    WebhookReceiver,
+    tone_wav,
+)
+from graphcomms.testing import graph_client as make_client
 
 from .helpers import ANSWER_MS, FRAME_MS, frame_at, heard_frames, result
 
@@ -196,3 +240,83 @@ async def test_get_operation_sdk_v1_running_then_404_after_its_end(
         await item.operations.by_comms_operation_id(op.id).get()
     assert raised.value.response_status_code == 404
     assert raised.value.error is not None and raised.value.error.code == "8522"
+
+
+async def test_call_lifecycle_sdk_v1_every_action_round_trips(
+    graphcomms_server: GraphcommsServer,
+    webhook_receiver: WebhookReceiver,
+    graph_client: Any,
+) -> None:
+    """answer, keepAlive, sendDtmfTones, mute, unmute, updateRecordingStatus,
+    delete, reject, redirect: each request serialises and each answer parses."""
+    server, receiver = graphcomms_server, webhook_receiver
+    calls = graph_client.communications.calls
+    incoming = server.place_call(receiver.url)
+    item = calls.by_call_id(incoming)
+    ringing = await item.get()
+    assert ringing.state == CallState.Incoming
+    assert ringing.direction == CallDirection.Incoming
+
+    await item.answer.post(
+        AnswerPostRequestBody(
+            callback_uri=receiver.url,
+            accepted_modalities=[Modality.Audio],
+            media_config=ServiceHostedMediaConfig(),
+        )
+    )
+    server.advance(300)
+    receiver.call_state(incoming, "established")
+    assert await item.keep_alive.post() is None
+    dtmf = await item.send_dtmf_tones.post(
+        SendDtmfTonesPostRequestBody(
+            tones=[Tone.Tone1, Tone.Pound], delay_between_tones_ms=100
+        )
+    )
+    assert isinstance(dtmf, SendDtmfTonesOperation)
+    assert dtmf.status == OperationStatus.Running
+    muted = await item.mute.post(MutePostRequestBody(client_context="m"))
+    unmuted = await item.unmute.post(UnmutePostRequestBody(client_context="u"))
+    status = await item.update_recording_status.post(
+        UpdateRecordingStatusPostRequestBody(status=RecordingStatus.Recording)
+    )
+    assert isinstance(muted, MuteParticipantOperation)
+    assert isinstance(unmuted, UnmuteParticipantOperation)
+    assert isinstance(status, UpdateRecordingStatusOperation)
+    assert {muted.status, unmuted.status, status.status} == {OperationStatus.Completed}
+    server.advance(500)
+    sent = receiver.operation_ended(dtmf.id)
+    assert sent["completionReason"] == "completedSuccessfully"
+    await item.delete()
+    assert result(receiver.call_state(incoming, "terminated")) == (200, 7000)
+
+    # reject and redirect end a ringing call at once
+    rejected, redirected = (
+        server.place_call(receiver.url),
+        server.place_call(receiver.url),
+    )
+    await calls.by_call_id(rejected).reject.post(
+        RejectPostRequestBody(reason=RejectReason.Busy)
+    )
+    await calls.by_call_id(redirected).redirect.post(
+        RedirectPostRequestBody(
+            targets=[
+                InvitationParticipantInfo(identity=IdentitySet(user=Identity(id="x")))
+            ]
+        )
+    )
+    for call_id in (rejected, redirected):
+        assert receiver.call_state(call_id, "terminated")["state"] == "terminated"
+    live = await calls.get()
+    assert live is not None and live.value == []
+
+
+async def test_graph_client_does_not_retry_503(prompt_server: Any) -> None:
+    """The plugin's clients make one request on 503, not four over 12 s."""
+    prompt_server.add_error("v1.0/communications/calls/x", 503)
+    client = make_client(prompt_server.base_url + "/v1.0")
+    started = time.perf_counter()
+    with pytest.raises(APIError) as raised:
+        await client.communications.calls.by_call_id("x").get()
+    assert raised.value.response_status_code == 503
+    assert prompt_server.requests("v1.0/communications/calls/x") == 1
+    assert time.perf_counter() - started < 2.0

@@ -41,7 +41,12 @@ class ServerFactory(Protocol):
 
     def __call__(
         self, data_dir: Path | str | None = None, **settings: Any
-    ) -> GraphcommsServer: ...
+    ) -> GraphcommsServer:
+        """Start a server on ``data_dir`` (a fresh one if None) with ``settings``.
+
+        The settings are merged over the test's ``graphcomms`` marker.
+        """
+        ...
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -83,9 +83,17 @@ class CallerControl:
     def __repr__(self) -> str:
         return f"<CallerControl call={self.call_id}>"
 
-    def press(self, keys: str, *, tone_ms: int | None = None) -> None:
-        """Press DTMF keys (``0-9 * # A-D``), sent in-band as real tones."""
-        self._act(press(keys, tone_ms=tone_ms))
+    def press(
+        self, keys: str, *, tone_ms: int | None = None, gap_ms: int | None = None
+    ) -> None:
+        """Press DTMF keys (``0-9 * # A-D``), sent in-band as real tones.
+
+        Args:
+            keys: The keys, pressed in order.
+            tone_ms: How long each key sounds (the service's default if None).
+            gap_ms: The pause between two keys of ``keys``.
+        """
+        self._act(press(keys, tone_ms=tone_ms, gap_ms=gap_ms))
 
     def speak(self, ms: int | None = None, wav: bytes | None = None) -> None:
         """Speak ``ms`` of the built-in speech sample, or play a WAV file.
@@ -109,11 +117,15 @@ class CallerControl:
 # caller script steps, in the wire form of /_sim
 
 
-def press(keys: str, *, tone_ms: int | None = None) -> dict[str, Any]:
+def press(
+    keys: str, *, tone_ms: int | None = None, gap_ms: int | None = None
+) -> dict[str, Any]:
     """Return a script step that presses ``keys``."""
     step: dict[str, Any] = {"action": "dtmf", "tones": keys}
     if tone_ms is not None:
         step["toneMs"] = tone_ms
+    if gap_ms is not None:
+        step["gapMs"] = gap_ms
     return step
 
 
@@ -192,6 +204,7 @@ class GraphcommsServer:
             self.settings, host="127.0.0.1", port=sock.getsockname()[1]
         )
         self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(
             target=self._serve, args=(sock,), name="graphcomms-server", daemon=True
         )
@@ -275,7 +288,11 @@ class GraphcommsServer:
 
     @property
     def runtime(self) -> Runtime:
-        """The service's runtime; touch it only through ``call_soon``-safe code."""
+        """The service's runtime (an escape hatch).
+
+        It belongs to the server's event loop thread: read or change it only
+        from code running on that loop, as ``advance`` and ``drain`` do.
+        """
         if self._runtime is None:
             raise RuntimeError("the server is not running")
         return self._runtime
