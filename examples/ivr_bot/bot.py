@@ -406,6 +406,7 @@ def main() -> None:
     parser.add_argument("--recordings", type=Path, default=Path("recordings"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request
 
     graph_root = args.graph_url.rstrip("/").rsplit("/", 1)[0]
     bot = IvrBot(
