@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from graphcomms.media.jobs import PromptSource as PromptSource
 from graphcomms.types import CallId, OperationId
 
 
@@ -97,16 +98,6 @@ RECORD_INITIAL_SILENCE = ResultInfo(
     400, 8510, "Action failed, initial silence timeout reached."
 )
 OPERATION_COMPLETED = ResultInfo(200, 0, "Action completed successfully.")
-
-
-@dataclass(frozen=True, slots=True)
-class PromptSource:
-    """Where a prompt's audio comes from: Graph's mediaInfo, plus legacy loop."""
-
-    uri: str
-    resource_id: str | None = None
-    loop: int = 1
-    """How often to play it; 0 means forever (the 2018 beta mediaPrompt.loop)."""
 
 
 @dataclass(frozen=True, slots=True)

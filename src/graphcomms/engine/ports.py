@@ -8,52 +8,20 @@ own transitions; anything slow (HTTP, disk sync) happens behind them.
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from graphcomms.engine.call import Call
-from graphcomms.engine.operation import Operation, PromptSource
+from graphcomms.engine.operation import Operation
+from graphcomms.media.jobs import (
+    MediaListener,
+    PromptError,
+    PromptSource,
+    RecordJob,
+    RecordOutcome,
+)
 from graphcomms.types import CallId, OperationId, Pcm
-
-
-class RecordOutcome(enum.StrEnum):
-    """How a recording ended by itself."""
-
-    STOP_TONE = "stopTone"
-    MAX_DURATION = "maxDuration"
-    MAX_SILENCE = "maxSilence"
-    INITIAL_SILENCE = "initialSilence"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordJob:
-    """What the media plane needs to run a recordResponse."""
-
-    prompt: Pcm | None
-    play_beep: bool
-    initial_silence_ms: int
-    max_silence_ms: int
-    max_duration_ms: int
-    stop_tones: frozenset[str]
-
-
-class MediaListener(Protocol):
-    """Media events the engine reacts to; called from the media tick."""
-
-    def play_finished(self, call_id: CallId, op_id: OperationId) -> None: ...
-
-    def recording_finished(
-        self, call_id: CallId, op_id: OperationId, outcome: RecordOutcome, audio: Pcm
-    ) -> None: ...
-
-    def tones_sent(self, call_id: CallId, op_id: OperationId) -> None: ...
-
-    def tone_detected(self, call_id: CallId, key: str) -> None: ...
-
-    def caller_hung_up(self, call_id: CallId) -> None: ...
 
 
 class MediaPort(Protocol):
@@ -86,16 +54,6 @@ class MediaPort(Protocol):
 
     def set_muted(self, call_id: CallId, muted: bool) -> None:
         """Silence (or restore) everything the bot sends on this call."""
-
-
-class PromptError(Exception):
-    """A prompt could not be used: download failed or format invalid."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        """``"download"`` or ``"format"``."""
-        self.detail = detail
 
 
 class PromptLoader(Protocol):
@@ -151,3 +109,17 @@ class RecordingInfo(Protocol):
 
     @property
     def token(self) -> str: ...
+
+
+__all__ = [
+    "MediaListener",
+    "MediaPort",
+    "Notifier",
+    "PromptError",
+    "PromptLoader",
+    "PromptSource",
+    "RecordJob",
+    "RecordOutcome",
+    "RecordingInfo",
+    "Store",
+]

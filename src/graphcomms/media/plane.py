@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from graphcomms.clock import Clock
-from graphcomms.engine.ports import MediaListener, RecordJob, RecordOutcome
 from graphcomms.media.dtmf import key_sequence_pcm
+from graphcomms.media.jobs import MediaListener, RecordJob, RecordOutcome
 from graphcomms.media.levels import beep_pcm, is_speech, mix
 from graphcomms.types import FRAME_MS, FRAME_SAMPLES, CallId, OperationId, Pcm
 

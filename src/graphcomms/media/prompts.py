@@ -19,11 +19,10 @@ from collections.abc import Iterable
 
 import httpx
 
-from graphcomms import __version__
 from graphcomms.clock import Clock
-from graphcomms.engine.operation import PromptSource
-from graphcomms.engine.ports import PromptError
+from graphcomms.media.jobs import PromptError, PromptSource
 from graphcomms.media.wav import WavFormatError, parse_prompt_wav
+from graphcomms.outbound import outbound_client
 from graphcomms.types import Pcm
 
 logger = logging.getLogger(__name__)
@@ -81,10 +80,7 @@ class PromptCache:
         self._timeout_s = timeout_s
         self._allowed_schemes = frozenset(s.lower() for s in allowed_schemes)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            headers={"User-Agent": f"graphcomms/{__version__}"},
-        )
+        self._client = client or outbound_client(timeout=httpx.Timeout(timeout_s))
         self._clock = clock
         self._cache_bytes = cache_bytes
         self._cached: OrderedDict[_CacheKey, Pcm] = OrderedDict()

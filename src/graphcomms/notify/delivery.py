@@ -50,6 +50,7 @@ from tenacity import (
 
 from graphcomms import __version__
 from graphcomms.notify.faults import FaultDice, FaultPlan
+from graphcomms.outbound import outbound_client
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class WebhookDelivery:
             return
         pending = self._store.pending_notifications()
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._client = outbound_client(follow_redirects=False)
         self._running = True
         self._halted.clear()
         for entry in pending:
