@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graphcomms.testing import (
     GraphcommsServer,
@@ -28,7 +30,14 @@ from graphcomms.testing import (
     tone_wav,
 )
 
-from .helpers import SERVICE_HOSTED, TARGET, assert_graph_error, create_call, play
+from .helpers import (
+    SERVICE_HOSTED,
+    TARGET,
+    assert_graph_error,
+    call_body,
+    create_call,
+    play,
+)
 
 CALLS = "/v1.0/communications/calls"
 UNKNOWN = "6f1c54e7-0000-4000-8000-000000000000"
@@ -346,3 +355,133 @@ def test_bad_requests_leave_the_live_call_untouched(world: World) -> None:
     assert call.status_code == 200 and call.json()["state"] == "established"
     op = world.server.http.get(f"{CALLS}/{ids['live']}/operations/{ids['op']}")
     assert op.status_code == 200 and op.json()["status"] == "running"
+
+
+# random bodies -----------------------------------------------------------------
+
+ACTIONS = [*VALID, "record", "transfer", "changeScreenSharingRole"]
+BODY_PATHS = [
+    f"/{version}/communications/calls/{{call}}/{name}"
+    for version in ("v1.0", "beta")
+    for name in ACTIONS
+] + [CALLS, "/_sim/calls", "/_sim/calls/{call}/caller"]
+KEYS = st.sampled_from(
+    sorted(
+        {key for bodies in WRONG_TYPES.values() for body in bodies for key in body}
+        | {"mediaInfo", "uri", "resourceId", "@odata.type", "action", "tones", "ms"}
+    )
+)
+LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+JSON = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(KEYS | st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture
+def calls_for_fuzz(
+    graphcomms_server: GraphcommsServer, webhook_receiver: WebhookReceiver
+) -> dict[str, str]:
+    """Return the ids of a ringing and an established call, replaced when ended."""
+    return {}
+
+
+def _call_in_state(
+    server: GraphcommsServer,
+    receiver: WebhookReceiver,
+    calls: dict[str, str],
+    state: str,
+) -> str:
+    """Return a call in ``state``, making a new one if a request ended the last."""
+    known = calls.get(state)
+    if known is not None:
+        current = server.http.get(f"{CALLS}/{known}")
+        if current.status_code == 200 and current.json()["state"] == state:
+            return known
+    if state == "incoming":
+        calls[state] = server.place_call(receiver.url)
+    else:
+        calls[state] = create_call(server, receiver)
+    return calls[state]
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(path=st.sampled_from(BODY_PATHS), ringing=st.booleans(), body=JSON)
+def test_random_json_bodies_never_answer_500_or_422(
+    graphcomms_server: GraphcommsServer,
+    webhook_receiver: WebhookReceiver,
+    calls_for_fuzz: dict[str, str],
+    path: str,
+    ringing: bool,
+    body: Any,
+) -> None:
+    """Any JSON to any action: a Graph answer, an envelope on failure."""
+    server = graphcomms_server
+    state = "incoming" if ringing else "established"
+    call_id = _call_in_state(server, webhook_receiver, calls_for_fuzz, state)
+    response = server.http.post(path.format(call=call_id), json=body)
+    assert response.status_code not in (422, 500), response.text
+    if response.status_code >= 400:
+        assert_graph_error(response, response.status_code)
+
+
+# known bugs ----------------------------------------------------------------------
+
+INVALID_IDNA = "http://xn--/a.wav"
+"""An absolute URI whose host httpx cannot decode (an empty punycode label)."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug in media/prompts.py: PromptCache._refusal reads httpx.URL.host, "
+        "which raises idna.IDNAError for this host; load() escapes and the "
+        "request answers 500"
+    ),
+)
+@pytest.mark.parametrize("where", ["playPrompt", "recordResponse", "create", "answer"])
+def test_prompt_uri_with_undecodable_host_is_never_a_500(
+    graphcomms_server: GraphcommsServer,
+    webhook_receiver: WebhookReceiver,
+    where: str,
+) -> None:
+    """The URI is refused (400) or its play fails 8536; never a 500."""
+    server, receiver = graphcomms_server, webhook_receiver
+    prefetch = {**SERVICE_HOSTED, "preFetchMedia": [{"uri": INVALID_IDNA}]}
+    prompts = [PROMPT | {"mediaInfo": {"uri": INVALID_IDNA}}]
+    if where == "create":
+        response = server.http.post(
+            CALLS, json=call_body(receiver.url, mediaConfig=prefetch)
+        )
+    elif where == "answer":
+        incoming = server.place_call(receiver.url)
+        body = {**(VALID["answer"] or {}), "mediaConfig": prefetch}
+        response = server.http.post(f"{CALLS}/{incoming}/answer", json=body)
+    else:
+        call_id = create_call(server, receiver)
+        response = server.http.post(
+            f"{CALLS}/{call_id}/{where}", json={"prompts": prompts}
+        )
+    assert response.status_code != 500, response.text
+    if response.status_code == 400:
+        assert_graph_error(response, 400, "8523")
+    elif where in ("playPrompt", "recordResponse"):
+        server.advance(100)
+        ended = receiver.operation_ended(response.json()["id"])
+        assert ended["status"] == "failed"
+        assert ended["resultInfo"]["subcode"] == 8536
