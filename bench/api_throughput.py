@@ -50,14 +50,17 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   i = i %% #ids + 1
-  return wrk.format(nil, "/v1.0/communications/calls/" .. ids[i] .. "/playPrompt", nil, body)
+  local path = "/v1.0/communications/calls/" .. ids[i] .. "/playPrompt"
+  return wrk.format(nil, path, nil, body)
 end
 """
 
 
 def run(budget: Budget, log_dir: Path) -> Table:
     """Measure both servers round by round and return the table."""
-    table = Table("3. API throughput: playPrompt req/s, graphcomms vs bare FastAPI endpoint")
+    table = Table(
+        "3. API throughput: playPrompt req/s, graphcomms vs bare FastAPI endpoint"
+    )
     if shutil.which("wrk") is None:
         table.notes.append("wrk is not installed (apt-get install -y wrk): skipped")
         return table
@@ -69,7 +72,9 @@ def run(budget: Budget, log_dir: Path) -> Table:
             results: dict[str, list[dict[str, Any]]] = {"bare": [], "real": []}
             for _ in range(rounds):
                 results["bare"].append(bare_round(log_dir, seconds, loop))
-                results["real"].append(real_round(log_dir, receiver.port, seconds, loop))
+                results["real"].append(
+                    real_round(log_dir, receiver.port, seconds, loop)
+                )
             table.data[loop] = results
             add_rows(table, loop, results)
     table.notes.append(
@@ -92,9 +97,13 @@ def real_round(log_dir: Path, bot_port: int, seconds: int, loop: str) -> dict[st
     with graphcomms_server(log_dir, loop=loop) as server:
         client = Client(server.port)
         callback = f"http://127.0.0.1:{bot_port}/callback"
-        body = play_prompt_body(f"http://127.0.0.1:{bot_port}/prompt/{PROMPT_MS}.wav", "p60")
+        body = play_prompt_body(
+            f"http://127.0.0.1:{bot_port}/prompt/{PROMPT_MS}.wav", "p60"
+        )
         ids = [
-            client.json("POST", "/v1.0/communications/calls", create_call_body(callback))["id"]
+            client.json(
+                "POST", "/v1.0/communications/calls", create_call_body(callback)
+            )["id"]
             for _ in range(CALLS)
         ]
         for call_id in ids:
@@ -113,7 +122,9 @@ def real_round(log_dir: Path, bot_port: int, seconds: int, loop: str) -> dict[st
         return result
 
 
-def load(port: int, ids: list[str], body: dict[str, Any], seconds: int, log_dir: Path) -> dict[str, Any]:
+def load(
+    port: int, ids: list[str], body: dict[str, Any], seconds: int, log_dir: Path
+) -> dict[str, Any]:
     """Warm up for 1 s, then run wrk for ``seconds`` and parse its report."""
     script = log_dir / f"play-{port}.lua"
     script.write_text(
@@ -168,7 +179,10 @@ def add_rows(table: Table, loop: str, results: dict[str, list[dict[str, Any]]]) 
     bare = statistics.median(r["rps"] for r in results["bare"])
     real = statistics.median(r["rps"] for r in results["real"])
     label = "" if loop == "asyncio" else " (uvloop)"
-    for name, rounds, rps in (("bare endpoint", results["bare"], bare), ("graphcomms", results["real"], real)):
+    for name, rounds, rps in (
+        ("bare endpoint", results["bare"], bare),
+        ("graphcomms", results["real"], real),
+    ):
         last = rounds[-1]
         extra = ""
         if "server_cpu_share" in last:

@@ -26,7 +26,9 @@ async def play_prompt(request: Request, version: str, call_id: str) -> JSONRespo
     """Read the body and answer like playPrompt, with no engine behind it."""
     body = json.loads(await request.body())
     op_id = str(uuid.uuid4())
-    location = f"http://127.0.0.1/{version}/communications/calls/{call_id}/operations/{op_id}"
+    location = (
+        f"http://127.0.0.1/{version}/communications/calls/{call_id}/operations/{op_id}"
+    )
     return JSONResponse(
         {
             "@odata.type": "#microsoft.graph.playPromptOperation",

@@ -135,7 +135,9 @@ async def serve_connection(
 
 async def main(port: int) -> None:
     """Serve on 127.0.0.1:port until killed."""
-    server = await asyncio.start_server(serve_connection, "127.0.0.1", port, backlog=1024)
+    server = await asyncio.start_server(
+        serve_connection, "127.0.0.1", port, backlog=1024
+    )
     async with server:
         await server.serve_forever()
 

@@ -34,7 +34,6 @@ from harness import (
     bot,
     create_call_body,
     graphcomms_server,
-    percentile,
     play_prompt_body,
     request,
     summary,
@@ -49,7 +48,9 @@ FRAME_MS = 20
 
 def run(budget: Budget, log_dir: Path) -> Table:
     """Measure cancel latency for each N and return the table."""
-    table = Table("1. Cancel latency, real time (cancel sent -> response / silence / webhook)")
+    table = Table(
+        "1. Cancel latency, real time (cancel sent -> response / silence / webhook)"
+    )
     sizes = [1, 100, 1000]
     samples = budget.pick({1: 40, 100: 60, 1000: 60}, {1: 150, 100: 300, 1000: 300})
     with bot(log_dir) as receiver:
@@ -86,13 +87,17 @@ def measure(port: int, bot_port: int, n: int, count: int) -> dict[str, Any]:
     # set up: n calls, established, each playing the long prompt
     setup_started = time.monotonic()
     call_ids = [
-        client.json("POST", "/v1.0/communications/calls", create_call_body(callback))["id"]
+        client.json("POST", "/v1.0/communications/calls", create_call_body(callback))[
+            "id"
+        ]
         for _ in range(n)
     ]
     playing: dict[str, str] = {}
     for call_id in call_ids:
         playing[call_id] = start_prompt(client, call_id, prompt)
-    drained = wait_until(lambda: client.json("GET", "/_bench/stats")["deliveryIdle"], 60)
+    drained = wait_until(
+        lambda: client.json("GET", "/_bench/stats")["deliveryIdle"], 60
+    )
     time.sleep(1.0)  # let the clock settle before measuring
     setup_s = time.monotonic() - setup_started
 
@@ -129,7 +134,9 @@ def measure(port: int, bot_port: int, n: int, count: int) -> dict[str, Any]:
 
     # collect: silences heard, terminal notifications received
     wait_until(lambda: client.json("GET", "/_bench/stats")["deliveryIdle"], 60)
-    probed = client.json("POST", "/_bench/silences", {"callIds": sorted(set(s["call"] for s in samples))})
+    probed = client.json(
+        "POST", "/_bench/silences", {"callIds": sorted(set(s["call"] for s in samples))}
+    )
     _, raw = request("GET", bot_port, "/_receipts")
     receipts = json.loads(raw)
     client.close()
@@ -153,7 +160,9 @@ def start_prompt(client: Client, call_id: str, body: dict[str, Any]) -> str:
         if status == 200:
             return str(json.loads(payload)["id"])
         time.sleep(0.05)  # not established yet
-    raise RuntimeError(f"playPrompt on {call_id} kept failing: {status} {payload[:200]!r}")
+    raise RuntimeError(
+        f"playPrompt on {call_id} kept failing: {status} {payload[:200]!r}"
+    )
 
 
 def analyse(
@@ -183,7 +192,8 @@ def analyse(
             (
                 s
                 for s in info["silences"]
-                if s[1] > sample["sent"] and (cancel_tick is None or s[0] >= cancel_tick)
+                if s[1] > sample["sent"]
+                and (cancel_tick is None or s[0] >= cancel_tick)
             ),
             None,
         )

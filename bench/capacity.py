@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -39,7 +40,9 @@ FRAME_MS = 20.0
 
 def run(budget: Budget, log_dir: Path) -> Table:
     """Run the three parts and return the table."""
-    table = Table("2. Real-time capacity (playback + tone/speech detection, 10 % recording)")
+    table = Table(
+        "2. Real-time capacity (playback + tone/speech detection, 10 % recording)"
+    )
     steps = budget.pick([500, 1000, 2000], [250, 500, 1000, 1500, 2000, 3000])
     seconds = budget.pick(2.0, 5.0)
     capacity = asyncio.run(capacity_steps(steps, seconds, log_dir))
@@ -57,7 +60,7 @@ def run(budget: Budget, log_dir: Path) -> Table:
             f"CPU {100 * step['cpu_share']:.0f}% of a core = "
             f"{step['cpu_us_per_call_tick']:.1f} us/call/tick; "
             f"RSS +{step['rss_mb_per_1000']:.0f} MB/1000 calls; "
-            f"GC max {step['gc_max_ms']:.0f} ms",
+            f"GC max {step['gc_max_ms']:.0f} ms; load avg {step['load_avg']:.1f}",
         )
     table.add("capacity (largest N holding)", best, "calls", ">= 2000", best >= 2000)
 
@@ -80,7 +83,9 @@ def run(budget: Budget, log_dir: Path) -> Table:
         f"grows {memory['kb_per_call_per_minute']:.1f} KB/min",
     )
     cap_min = memory["heard_limit_min"]
-    projected = memory["kb_per_call_established"] + cap_min * memory["kb_per_call_per_minute"]
+    projected = (
+        memory["kb_per_call_established"] + cap_min * memory["kb_per_call_per_minute"]
+    )
     memory["kb_per_call_projected_at_cap"] = projected
     table.add(
         f"idle established call, projected at {cap_min:.0f} min",
@@ -119,7 +124,8 @@ def run(budget: Budget, log_dir: Path) -> Table:
         )
     table.notes.append(
         "tick CPU = process time of Clock.tick(), so neighbours on a shared "
-        "machine do not inflate it; parts (ms per tick, median): receive = callers' next_frame and "
+        "machine do not inflate it; parts (ms per tick, median): receive = "
+        "callers' next_frame and "
         "the inbound batch; vad = is_speech; dtmf = ToneDetector.detect; "
         "analyse = the rest of _analyse; record = record timers; send = the rest "
         "of the tick (outbound frames, caller.hear, timers)."
@@ -134,7 +140,9 @@ def run(budget: Budget, log_dir: Path) -> Table:
 # -- 1. capacity ----------------------------------------------------------------
 
 
-async def capacity_steps(steps: list[int], seconds: float, log_dir: Path) -> list[dict[str, Any]]:
+async def capacity_steps(
+    steps: list[int], seconds: float, log_dir: Path
+) -> list[dict[str, Any]]:
     """Run each step; stop after two steps in a row that do not hold."""
     results: list[dict[str, Any]] = []
     misses = 0
@@ -188,6 +196,7 @@ async def capacity_step(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
         "gc_max_ms": max(pauses.ms, default=0.0),
         "gc_total_ms": sum(pauses.ms),
         "notifications": world.outbox.count,
+        "load_avg": os.getloadavg()[0],
     }
 
 
@@ -383,7 +392,8 @@ def blas_threads_effect(sizes: list[int], repeats: int = 40) -> list[dict[str, A
 
     speech = speech_for(3000)
     blas = "; ".join(
-        f"{p.get('internal_api')} threads={p.get('num_threads')}" for p in threadpool_info()
+        f"{p.get('internal_api')} threads={p.get('num_threads')}"
+        for p in threadpool_info()
     )
     results = []
     for n in sizes:
@@ -391,7 +401,7 @@ def blas_threads_effect(sizes: list[int], repeats: int = 40) -> list[dict[str, A
         frames = np.stack([speech[o : o + 320] for o in offsets])
         slots = np.arange(n, dtype=np.intp)
 
-        def timed() -> float:
+        def timed(slots: Any = slots, frames: Any = frames) -> float:
             detector = ToneDetector()
             for _ in range(5):
                 detector.detect(slots, frames)
@@ -403,7 +413,9 @@ def blas_threads_effect(sizes: list[int], repeats: int = 40) -> list[dict[str, A
         default_ms = timed()
         with threadpool_limits(limits=1, user_api="blas"):
             one_ms = timed()
-        results.append({"n": n, "default_ms": default_ms, "one_thread_ms": one_ms, "blas": blas})
+        results.append(
+            {"n": n, "default_ms": default_ms, "one_thread_ms": one_ms, "blas": blas}
+        )
     return results
 
 

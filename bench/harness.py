@@ -120,10 +120,16 @@ class Table:
             for i in range(5)
         ]
         out = [f"== {self.title} ({self.wall_s:.0f} s)"]
-        out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+        out.append(
+            "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
+        )
         out.append("  ".join("-" * w for w in widths))
         for line in lines:
-            out.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+            out.append(
+                "  ".join(
+                    c.ljust(w) for c, w in zip(line, widths, strict=True)
+                ).rstrip()
+            )
         out.extend(f"  * {note}" for note in self.notes)
         return "\n".join(out)
 
@@ -296,7 +302,9 @@ class Child:
 
 
 @contextmanager
-def child(name: str, args: list[str], log_dir: Path, ready: str = "/health") -> Iterator[Child]:
+def child(
+    name: str, args: list[str], log_dir: Path, ready: str = "/health"
+) -> Iterator[Child]:
     """Run ``bench/<args>`` on a free port for the ``with`` block."""
     port = free_port()
     proc = Child(name, [*args, "--port", str(port)], port, log_dir)
@@ -455,7 +463,11 @@ def bot(log_dir: Path) -> Iterator[Child]:
 
 @contextmanager
 def graphcomms_server(
-    log_dir: Path, *, answer_delay_ms: int = 100, clock: str = "real", loop: str = "asyncio"
+    log_dir: Path,
+    *,
+    answer_delay_ms: int = 100,
+    clock: str = "real",
+    loop: str = "asyncio",
 ) -> Iterator[Child]:
     """Run ``server.py`` (graphcomms with probes) on a fresh data dir."""
     import tempfile

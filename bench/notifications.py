@@ -38,10 +38,14 @@ PRESS_EVERY_S = 4.0
 V1 = ApiVersion.V1
 
 
-async def measure(bot_port: int, log_dir: Path, seconds: float, burst: int) -> dict[str, Any]:
+async def measure(
+    bot_port: int, log_dir: Path, seconds: float, burst: int
+) -> dict[str, Any]:
     """Run the delay and throughput parts on a Runtime, then the references."""
     data_dir = Path(tempfile.mkdtemp(prefix="notify-", dir=log_dir))
-    runtime = Runtime(Settings(data_dir=data_dir, clock_mode="real", answer_delay_ms=100))
+    runtime = Runtime(
+        Settings(data_dir=data_dir, clock_mode="real", answer_delay_ms=100)
+    )
     sample: list[dict[str, Any]] = []
     enqueue = runtime.delivery.enqueue
 
@@ -55,7 +59,9 @@ async def measure(bot_port: int, log_dir: Path, seconds: float, burst: int) -> d
     await runtime.start()
     engine = runtime.engine
     callback = f"http://127.0.0.1:{bot_port}/callback"
-    prompt = PromptSource(uri=f"http://127.0.0.1:{bot_port}/prompt/10000.wav", resource_id="n10")
+    prompt = PromptSource(
+        uri=f"http://127.0.0.1:{bot_port}/prompt/10000.wav", resource_id="n10"
+    )
     try:
         # set up: live calls, playing, subscribed
         ids = [
@@ -64,7 +70,13 @@ async def measure(bot_port: int, log_dir: Path, seconds: float, burst: int) -> d
         ]
         await asyncio.sleep(0.5)
         for call_id in ids:
-            engine.play_prompt(call_id, (prompt,), client_context=None, loop=True, api_version=ApiVersion.BETA)
+            engine.play_prompt(
+                call_id,
+                (prompt,),
+                client_context=None,
+                loop=True,
+                api_version=ApiVersion.BETA,
+            )
             engine.subscribe_to_tone(call_id, client_context=None, api_version=V1)
         await runtime.delivery.drain(60)
         request("POST", bot_port, "/_reset")
@@ -109,7 +121,9 @@ async def measure(bot_port: int, log_dir: Path, seconds: float, burst: int) -> d
         await runtime.delivery.drain(300)
         burst_s = time.monotonic() - started
         burst_receipts = _receipts(bot_port)
-        burst_delays = [(r[0] - r[5]) * 1000 for r in burst_receipts if r[5] is not None]
+        burst_delays = [
+            (r[0] - r[5]) * 1000 for r in burst_receipts if r[5] is not None
+        ]
     finally:
         await runtime.stop()
 
@@ -142,7 +156,9 @@ def _receipts(bot_port: int) -> list[list[Any]]:
     return json.loads(raw)
 
 
-async def bare_httpx(bot_port: int, payload: dict[str, Any], total: int) -> dict[str, Any]:
+async def bare_httpx(
+    bot_port: int, payload: dict[str, Any], total: int
+) -> dict[str, Any]:
     """POST ``total`` payloads with httpx, one in flight per each of 100 workers."""
     import httpx
 
@@ -157,7 +173,9 @@ async def bare_httpx(bot_port: int, payload: dict[str, Any], total: int) -> dict
         return await _timed(worker, total)
 
 
-async def bare_aiohttp(bot_port: int, payload: dict[str, Any], total: int) -> dict[str, Any] | None:
+async def bare_aiohttp(
+    bot_port: int, payload: dict[str, Any], total: int
+) -> dict[str, Any] | None:
     """The same with aiohttp, if it is installed."""
     try:
         import aiohttp
@@ -180,7 +198,11 @@ async def _timed(worker: Any, total: int) -> dict[str, Any]:
     started = time.monotonic()
     await asyncio.gather(*(worker(per_worker) for _ in range(CALLS)))
     seconds = time.monotonic() - started
-    return {"notifications": per_worker * CALLS, "seconds": seconds, "rate_per_s": per_worker * CALLS / seconds}
+    return {
+        "notifications": per_worker * CALLS,
+        "seconds": seconds,
+        "rate_per_s": per_worker * CALLS / seconds,
+    }
 
 
 def run(budget: Budget, log_dir: Path) -> Table:
@@ -188,7 +210,9 @@ def run(budget: Budget, log_dir: Path) -> Table:
     table = Table("5. Notification delivery to a local receiver (100 live calls)")
     with bot(log_dir) as receiver:
         result = asyncio.run(
-            measure(receiver.port, log_dir, budget.pick(4.0, 10.0), budget.pick(300, 1000))
+            measure(
+                receiver.port, log_dir, budget.pick(4.0, 10.0), budget.pick(300, 1000)
+            )
         )
     table.data = result
     steady, burst = result["steady"], result["burst"]

@@ -47,7 +47,8 @@ def main() -> int:
         f"machine: {info['nproc']} cores, {info['cpu']}; Python {info['python']}, "
         f"numpy {info['numpy']} ({'; '.join(info['blas'])}); "
         f"fastapi {info['fastapi']}, uvicorn {info['uvicorn']}, httpx {info['httpx']}; "
-        f"load average at start {', '.join(f'{x:.2f}' for x in info['load_avg_at_start'])}"
+        "load average at start "
+        + ", ".join(f"{x:.2f}" for x in info["load_avg_at_start"])
     )
     if info["openblas_env"]:
         print(f"OpenBLAS environment: {info['openblas_env']}")
@@ -66,7 +67,10 @@ def main() -> int:
             argv.append("--quick")
         result = subprocess.run(argv, cwd=BENCH_DIR)
         if result.returncode != 0 or not out.exists():
-            print(f"!! {label} failed (exit {result.returncode}); logs in {log_dir / name}")
+            print(
+                f"!! {label} failed (exit {result.returncode}); "
+                f"logs in {log_dir / name}"
+            )
             tables.append({"title": label, "failed": True, "rows": []})
         else:
             tables.append(json.loads(out.read_text()))
@@ -84,7 +88,12 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
-            {"command": command, "machine": info, "wall_s": time.monotonic() - started, "benchmarks": tables},
+            {
+                "command": command,
+                "machine": info,
+                "wall_s": time.monotonic() - started,
+                "benchmarks": tables,
+            },
             indent=1,
             default=str,
         )

@@ -101,7 +101,10 @@ class Flow:
 
 
 async def run_flow(
-    engine: Engine, advance: Callable[[int], Awaitable[int]], prompt: Callable[[int], PromptSource], calls: int
+    engine: Engine,
+    advance: Callable[[int], Awaitable[int]],
+    prompt: Callable[[int], PromptSource],
+    calls: int,
 ) -> tuple[float, list[str]]:
     """Run the flow on ``calls`` calls at once; return wall seconds and ids."""
     flow = Flow(engine, prompt)
@@ -134,7 +137,9 @@ def outcome(engine: Engine, call_id: str) -> dict[str, Any]:
             f"{op.completion_reason.value if op.completion_reason else ''}"
             for op in ops
         ],
-        "record_ms": next((op.recording_ms for op in ops if op.kind.value == "record"), None),
+        "record_ms": next(
+            (op.recording_ms for op in ops if op.kind.value == "record"), None
+        ),
     }
 
 
@@ -143,13 +148,17 @@ def expected(result: dict[str, Any]) -> bool:
     ops = result["ops"]
     return (
         result["tones"] == 2
-        and any(op.startswith("record:completed:maxRecordDurationReached") for op in ops)
+        and any(
+            op.startswith("record:completed:maxRecordDurationReached") for op in ops
+        )
         and any(op.endswith("mediaOperationCanceled") for op in ops)
         and result["state"] == "terminated"
     )
 
 
-async def measure_runtime(bot_port: int, log_dir: Path, repeats: int, many: int) -> dict[str, Any]:
+async def measure_runtime(
+    bot_port: int, log_dir: Path, repeats: int, many: int
+) -> dict[str, Any]:
     """Time the flow on the Runtime (SQLite, HTTP prompts, webhooks)."""
     CALLBACK[0] = f"http://127.0.0.1:{bot_port}/callback"
     data_dir = Path(tempfile.mkdtemp(prefix="virtual-", dir=log_dir))
@@ -161,7 +170,9 @@ async def measure_runtime(bot_port: int, log_dir: Path, repeats: int, many: int)
         return PromptSource(uri=uri, resource_id=f"p{ms}")
 
     try:
-        await run_flow(runtime.engine, runtime.advance_clock, prompt, 1)  # fetch prompts
+        await run_flow(
+            runtime.engine, runtime.advance_clock, prompt, 1
+        )  # fetch prompts
         await runtime.delivery.drain(60)
         singles = []
         for _ in range(repeats):
@@ -169,7 +180,9 @@ async def measure_runtime(bot_port: int, log_dir: Path, repeats: int, many: int)
             singles.append(wall)
             await runtime.delivery.drain(60)
         check = outcome(runtime.engine, ids[0])
-        wall_many, many_ids = await run_flow(runtime.engine, runtime.advance_clock, prompt, many)
+        wall_many, many_ids = await run_flow(
+            runtime.engine, runtime.advance_clock, prompt, many
+        )
         drain_started = time.perf_counter()
         await runtime.delivery.drain(120)
         drain_s = time.perf_counter() - drain_started
@@ -235,7 +248,8 @@ def run(budget: Budget, log_dir: Path) -> Table:
         )
         note = f"{FLOW_MS / 1000 * many / result['many_s']:,.0f} call-seconds/s"
         if "many_delivery_drain_s" in result:
-            note += f"; webhooks still draining {result['many_delivery_drain_s']:.1f} s after"
+            drain_s = result["many_delivery_drain_s"]
+            note += f"; webhooks still draining {drain_s:.1f} s after"
         note += f"; flow as designed: {expected(result['check_many'])}"
         table.add(
             f"{label}: {many} calls at once",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class CountingOutbox:
     """Where GraphNotifier's payloads go: counted, not sent."""
 
     count: int = 0
-    by_call: dict[str, int] = field(default_factory=dict)
 
     def enqueue(self, call_id: str, url: str, payload: dict[str, object]) -> int:
         """Count one notification."""
@@ -73,7 +72,9 @@ class CountingOutbox:
 class World:
     """One engine and media plane on a clock, with its own SQLite file."""
 
-    def __init__(self, data_dir: Path | None = None, *, prompt_ms: int = 10_000) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, prompt_ms: int = 10_000
+    ) -> None:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="graphcomms-world-"))
         self.clock = Clock()
         self.media = MediaPlane(self.clock)
