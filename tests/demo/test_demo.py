@@ -213,15 +213,15 @@ def test_demo_cancel_stops_the_running_prompt_then_the_queued_one(
     assert "(all: true)" in events[cancel].outcome
 
 
-def test_demo_tone_pound_is_notified_after_it_ends_the_recording(
+def test_demo_tone_pound_is_notified_before_the_recording_it_ends(
     demo: DemoRun,
 ) -> None:
-    """# is both the stop tone of the recording and a toneInfo update."""
-    press, done, _ = in_order(
+    """# is a toneInfo update first, then the stop tone that ends the recording."""
+    press, _, done = in_order(
         demo.events,
         caller("press", "#"),
-        notified("record", "reply"),
         notified("call", tone="pound"),
+        notified("record", "reply"),
     )
     assert demo.events[done].at_ms - demo.events[press].at_ms <= 100
 

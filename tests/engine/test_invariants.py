@@ -42,6 +42,10 @@ class IvrSession(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.loop.close()
 
+    def _settle(self) -> None:
+        for _ in range(3):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
     def _run(self, fn, *args, **kwargs):
         async def inside():
             return fn(*args, **kwargs)
@@ -64,6 +68,7 @@ class IvrSession(RuleBasedStateMachine):
     @precondition(lambda self: not self.ended)
     @rule(barge=st.booleans(), stop=st.booleans())
     def record(self, barge: bool, stop: bool) -> None:
+        self._settle()
         running = self.h.engine._live[self.call.id].queue.pending()
         op = self._run(
             self.h.engine.record_response,
@@ -86,6 +91,8 @@ class IvrSession(RuleBasedStateMachine):
     @precondition(lambda self: not self.ended)
     @rule(all_operations=st.booleans())
     def cancel(self, all_operations: bool) -> None:
+        # let prompt loads that already finished start or fail their operation
+        self._settle()
         queue = self.h.engine._live[self.call.id].queue
         running, waiting = queue.running, list(queue.waiting)
         before = len(self.h.notifier.ops())

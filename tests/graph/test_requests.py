@@ -476,3 +476,19 @@ def test_redirect_limits() -> None:
     assert rejection(RedirectRequest, {"targets": [TARGET] * 26}) == (
         "targets: at most 25 items (got 26)."
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"clientContext": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e999}',
+    ],
+)
+def test_non_finite_numbers_are_invalid_json(raw: bytes) -> None:
+    from graphcomms.graph.requests import decode_json_object
+
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        decode_json_object(raw)

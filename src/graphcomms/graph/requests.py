@@ -23,6 +23,7 @@ with a message that names the property and the problem.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -437,6 +438,17 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
         raise InvalidRequest(describe_errors(exc.errors())) from None
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
 def decode_json_object(raw: bytes) -> JsonObject:
     """Return the JSON object in ``raw`` (``{}`` when empty).
 
@@ -447,7 +459,7 @@ def decode_json_object(raw: bytes) -> JsonObject:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not UTF-8 text.") from None
     except ValueError as exc:

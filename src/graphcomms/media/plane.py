@@ -290,11 +290,12 @@ class MediaPlane:
                 self._on_key(channel, key)
 
     def _on_key(self, channel: _Channel, key: str) -> None:
+        # the tone is reported before what it causes: the end of a recording
+        self._emit_tone(channel.call_id, key)
         record = channel.job
         if isinstance(record, _Record) and key in record.job.stop_tones:
             # the key ends the recording whether or not it was still lead-in
             self._end_record(channel, record, RecordOutcome.STOP_TONE)
-        self._emit_tone(channel.call_id, key)
 
     def _check_record_timers(self, channel: _Channel, record: _Record) -> None:
         if channel.job is not record:
