@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -124,7 +123,8 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    # run() sets up uvicorn's event loop (uvloop when installed)
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 TickListener = Callable[[int], None]
 
+YIELD_EVERY_TICKS = 25
+"""A virtual run lets other tasks in at least every 500 ms of clock time."""
+
 
 @dataclass(order=True, slots=True)
 class Timer:
@@ -120,8 +123,8 @@ class RealTimeDriver:
         while True:
             due = start + (self.ticks + 1) * period
             delay = due - self._monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # a late tick still yields, so catching up never starves the API
+            await asyncio.sleep(max(delay, 0))
             lateness = self._monotonic() - due
             self.clock.tick()
             self.ticks += 1
@@ -143,10 +146,12 @@ class VirtualDriver:
         """Move the clock forward by ``ms`` (rounded up to whole ticks)."""
         ticks = -(-ms // FRAME_MS)
         async with self._lock:
-            for _ in range(ticks):
+            for tick in range(1, ticks + 1):
                 await self._wait_for_held_work()
                 self.clock.tick()
-                await self._let_effects_run()
+                if self.clock.pending() or tick % YIELD_EVERY_TICKS == 0:
+                    await self._let_effects_run()
+            await self._let_effects_run()
         return self.clock.now_ms()
 
     async def _wait_for_held_work(self) -> None:

@@ -33,3 +33,8 @@ def ms_to_samples(ms: int) -> int:
 def samples_to_ms(samples: int) -> int:
     """Return the duration of ``samples`` samples, rounded down to a millisecond."""
     return samples * 1000 // SAMPLE_RATE_HZ
+
+
+SILENCE: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+"""One frame of silence, shared and read-only: compare with ``is``."""
+SILENCE.flags.writeable = False

@@ -427,3 +427,22 @@ async def test_same_key_twice_with_silence_between_counts_twice(harness: Harness
     harness.press(call, "5")
     await harness.advance(1500)
     assert [e.tone for e in harness.notifier.tones()] == ["tone5", "tone5"]
+
+
+async def test_quiet_call_keeps_heard_silence_as_a_count(harness: Harness):
+    call = await harness.established_call()
+    before = len(harness.heard(call))
+    await harness.advance(60_000)
+    caller = harness.engine._live[call.id].caller
+    # a minute of silence is one run, not 3000 frames
+    assert len(caller._heard) == 1
+    assert len(harness.heard(call)) - before == 60_000 * 16
+    assert not np.any(harness.heard(call))
+
+
+async def test_single_prompt_plays_without_a_copy(harness: Harness):
+    from graphcomms.engine.engine import _join_prompts
+
+    audio = harness.prompts.audio["https://prompts.example.test/beep.wav"]
+    sources = (PromptSource("https://prompts.example.test/beep.wav"),)
+    assert _join_prompts([audio], sources, loop_forever=False) is audio

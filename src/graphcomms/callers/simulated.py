@@ -18,13 +18,13 @@ import numpy as np
 
 from graphcomms.media.dtmf import key_sequence_pcm
 from graphcomms.media.wav import parse_prompt_wav
-from graphcomms.types import FRAME_SAMPLES, Pcm, ms_to_samples
+from graphcomms.types import FRAME_MS, FRAME_SAMPLES, SILENCE, Pcm, ms_to_samples
 
 logger = logging.getLogger(__name__)
 
 ActionKind = Literal["dtmf", "speak", "silence", "hangup"]
 
-HEARD_LIMIT_MS = 30 * 60 * 1000
+HEARD_LIMIT_FRAMES = 30 * 60 * 1000 // FRAME_MS
 """What the caller heard is kept for the last 30 minutes of the call at most."""
 
 
@@ -67,7 +67,9 @@ class SimulatedCaller:
         self._pos = 0
         self._silent_frames = 0
         self.hung_up = False
-        self._heard: deque[Pcm] = deque(maxlen=HEARD_LIMIT_MS // 20)
+        # what the caller heard, as frames and runs of silent frames (counts)
+        self._heard: deque[Pcm | int] = deque()
+        self._heard_frames = 0
 
     def __repr__(self) -> str:
         state = "hung up" if self.hung_up else f"{len(self._actions)} actions queued"
@@ -104,16 +106,40 @@ class SimulatedCaller:
     def hear(self, frame: Pcm) -> None:
         """Keep the bot's audio for this tick.
 
-        The frame is kept by reference: the media plane hands out frames it
-        never writes to again (prompt views, fresh mixes, the shared silence).
+        Frames are kept by reference (the media plane never writes to a frame
+        it handed out) and silence as a count, so a quiet call costs little.
         """
-        self._heard.append(frame)
+        heard = self._heard
+        if frame is SILENCE:
+            if heard and isinstance(heard[-1], int):
+                heard[-1] += 1
+            else:
+                heard.append(1)
+        else:
+            heard.append(frame)
+        self._heard_frames += 1
+        if self._heard_frames > HEARD_LIMIT_FRAMES:
+            self._forget_oldest()
 
     def heard(self) -> Pcm:
-        """Return everything the caller heard, in order."""
+        """Return what the caller heard, in order (the last 30 minutes at most)."""
         if not self._heard:
             return np.zeros(0, dtype=np.int16)
-        return np.concatenate(self._heard)
+        parts = [
+            np.zeros(part * FRAME_SAMPLES, dtype=np.int16)
+            if isinstance(part, int)
+            else part
+            for part in self._heard
+        ]
+        return np.concatenate(parts)
+
+    def _forget_oldest(self) -> None:
+        oldest = self._heard[0]
+        if isinstance(oldest, int) and oldest > 1:
+            self._heard[0] = oldest - 1
+        else:
+            self._heard.popleft()
+        self._heard_frames -= 1
 
     def _begin_next_action(self) -> None:
         while self._actions:

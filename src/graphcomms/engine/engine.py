@@ -966,6 +966,8 @@ def _join_prompts(
     audio: list[Pcm], sources: Sequence[PromptSource], *, loop_forever: bool
 ) -> Pcm:
     """Concatenate prompts, repeating each by its legacy ``loop`` count."""
+    if len(audio) == 1 and (loop_forever or sources[0].loop <= 1):
+        return audio[0]  # the cached prompt itself: playing never copies it
     parts: list[Pcm] = []
     for pcm, source in zip(audio, sources, strict=True):
         repeats = 1 if loop_forever or source.loop <= 1 else source.loop

@@ -14,17 +14,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from graphcomms.clock import Clock
 from graphcomms.media.dtmf import key_sequence_pcm
 from graphcomms.media.jobs import MediaListener, RecordJob, RecordOutcome
 from graphcomms.media.levels import beep_pcm, is_speech, mix
-from graphcomms.types import FRAME_MS, FRAME_SAMPLES, CallId, OperationId, Pcm
+from graphcomms.types import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    SILENCE,
+    CallId,
+    OperationId,
+    Pcm,
+)
 
 logger = logging.getLogger(__name__)
 
-SILENT_FRAME: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-SILENT_FRAME.flags.writeable = False
+SILENT_FRAME: Pcm = SILENCE
 
 QUIET_FRAMES_FED = 2
 """Silence fed to analysis after a caller goes quiet: 40 ms, a DTMF gap."""
@@ -127,6 +134,9 @@ class MediaPlane:
         self._next_slot = 0
         self._detector = detector if detector is not None else ToneDetector()
         self._beep = beep_pcm()
+        # one BLAS thread: the tick's small products gain nothing from a
+        # second one, whose spinning steals the core the event loop needs
+        threadpool_limits(limits=1, user_api="blas")
         clock.add_listener(self.tick)
 
     def __repr__(self) -> str:
