@@ -440,20 +440,12 @@ def test_random_json_bodies_never_answer_500_or_422(
         assert_graph_error(response, response.status_code)
 
 
-# known bugs ----------------------------------------------------------------------
+# URIs httpx cannot decode --------------------------------------------------------
 
 INVALID_IDNA = "http://xn--/a.wav"
 """An absolute URI whose host httpx cannot decode (an empty punycode label)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug in media/prompts.py: PromptCache._refusal reads httpx.URL.host, "
-        "which raises idna.IDNAError for this host; load() escapes and the "
-        "request answers 500"
-    ),
-)
 @pytest.mark.parametrize("where", ["playPrompt", "recordResponse", "create", "answer"])
 def test_prompt_uri_with_undecodable_host_is_never_a_500(
     graphcomms_server: GraphcommsServer,

@@ -388,13 +388,6 @@ def test_tones_from_one_caller_arrive_in_sequence_without_participant(
         assert not [key for key in note.data if "participant" in key.lower()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug in callers/simulated.py: consecutive dtmf actions play with no "
-        "pause between them, so one key pressed twice sounds as one long tone"
-    ),
-)
 def test_same_key_pressed_twice_as_two_caller_actions_gives_two_tones(
     graphcomms_server: GraphcommsServer, webhook_receiver: WebhookReceiver
 ) -> None:

@@ -58,6 +58,17 @@ def speech_for(ms: int) -> Pcm:
     return np.tile(sample, reps)[:wanted]
 
 
+def _pressed(action: CallerAction) -> Pcm:
+    """Return the audio of pressing keys: tones with gaps, and a gap after.
+
+    The closing gap keeps two presses of the same key, given as two actions,
+    two separate tones.
+    """
+    tones = key_sequence_pcm(action.keys, action.tone_ms, action.gap_ms)
+    gap = np.zeros(ms_to_samples(action.gap_ms), dtype=np.int16)
+    return np.concatenate((tones, gap))
+
+
 class SimulatedCaller:
     """A caller that runs a script of actions frame by frame."""
 
@@ -150,7 +161,7 @@ class SimulatedCaller:
             if action.kind == "silence":
                 self._silent_frames = -(-ms_to_samples(action.ms) // FRAME_SAMPLES)
             elif action.kind == "dtmf":
-                self._play(key_sequence_pcm(action.keys, action.tone_ms, action.gap_ms))
+                self._play(_pressed(action))
             elif action.audio is not None:
                 self._play(action.audio)
             else:

@@ -19,8 +19,9 @@ MENU_PRESS_FRACTION = 0.65
 """How far into the menu prompt the caller presses 2."""
 BEEP_MARGIN_MS = 200
 """How long the caller waits after the beep should have ended, before speaking."""
-KEY_MS = 100
-"""How long each key press lasts (the simulated caller's default)."""
+KEY_MS = 200
+"""How long one key press takes the simulated caller: a 100 ms tone, then a
+100 ms gap (its defaults)."""
 
 
 @dataclass(frozen=True, slots=True)

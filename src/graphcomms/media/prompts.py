@@ -174,17 +174,19 @@ class PromptCache:
         shown = _redact(uri)
         try:
             url = httpx.URL(uri)
-        except httpx.InvalidURL as exc:
+            scheme, host = url.scheme, url.host
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # UnicodeError covers host names that IDNA cannot decode
             return f"URI {shown} is malformed: {exc}"
-        if not url.scheme:
+        if not scheme:
             return f"URI {shown} is not absolute"
-        if url.scheme not in self._allowed_schemes:
+        if scheme not in self._allowed_schemes:
             allowed = ", ".join(sorted(self._allowed_schemes))
             return (
-                f"URI {shown} has scheme {url.scheme!r}, which is not allowed "
+                f"URI {shown} has scheme {scheme!r}, which is not allowed "
                 f"(allowed: {allowed})"
             )
-        if not url.host:
+        if not host:
             return f"URI {shown} has no host"
         return None
 
