@@ -7,6 +7,8 @@ prompt served on the same machine. Other hosts follow the environment.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import Any
 
 import httpx
@@ -23,7 +25,14 @@ LOOPBACK_DIRECT: dict[str, httpx.AsyncBaseTransport | None] = {
 """httpx mounts that send loopback traffic around any configured proxy."""
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # loading the CA bundle costs about 0.1 s: once per process is enough
+    return ssl.create_default_context()
+
+
 def outbound_client(**options: Any) -> httpx.AsyncClient:
     """Return an ``httpx.AsyncClient`` that reaches loopback hosts directly."""
     headers = {"User-Agent": USER_AGENT, **options.pop("headers", {})}
+    options.setdefault("verify", _tls_context())
     return httpx.AsyncClient(mounts=LOOPBACK_DIRECT, headers=headers, **options)

@@ -8,7 +8,6 @@ lifecycle and clock, and use from async tests.
 
 from __future__ import annotations
 
-import time
 import wave
 from io import BytesIO
 from pathlib import Path
@@ -29,9 +28,6 @@ from graphcomms.testing import (
 from graphcomms.testing.plugin import ServerFactory
 
 from .helpers import call_body, create_call
-
-STARTUP_BUDGET_S = 3.0
-"""Generous: a warm start measures about 0.2-0.3 s on the project machine."""
 
 
 def test_tone_wav_is_a_graph_prompt_of_exact_length() -> None:
@@ -92,11 +88,9 @@ def test_webhook_receiver_goes_down_and_comes_back_on_its_url(
     assert [n.resource_url for n in webhook_receiver.notifications] == ["/x"]
 
 
-def test_server_starts_fast_and_stops_idempotently(tmp_path: Path) -> None:
-    """Start, answer /health, stop twice; measured against a loose budget."""
-    started = time.perf_counter()
+def test_server_starts_and_stops_idempotently(tmp_path: Path) -> None:
+    """Start, answer /health, stop twice; a stopped server refuses the clock."""
     server = GraphcommsServer(tmp_path / "gc").start()
-    elapsed_s = time.perf_counter() - started
     try:
         assert server.http.get("/health").status_code == 200
         assert server.advance(50) == 60  # whole ticks
@@ -104,7 +98,6 @@ def test_server_starts_fast_and_stops_idempotently(tmp_path: Path) -> None:
     finally:
         server.stop()
         server.stop()
-    assert elapsed_s < STARTUP_BUDGET_S
     with pytest.raises(RuntimeError):
         server.advance(20)
 

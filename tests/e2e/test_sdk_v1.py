@@ -8,7 +8,6 @@ graphcomms; every notification arrives at a real webhook.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -314,9 +313,8 @@ async def test_graph_client_does_not_retry_503(prompt_server: Any) -> None:
     """The plugin's clients make one request on 503, not four over 12 s."""
     prompt_server.add_error("v1.0/communications/calls/x", 503)
     client = make_client(prompt_server.base_url + "/v1.0")
-    started = time.perf_counter()
     with pytest.raises(APIError) as raised:
         await client.communications.calls.by_call_id("x").get()
     assert raised.value.response_status_code == 503
+    # one request, not the SDK's default retries with their 12 s of backoff
     assert prompt_server.requests("v1.0/communications/calls/x") == 1
-    assert time.perf_counter() - started < 2.0

@@ -559,3 +559,20 @@ async def test_prompt_cache_repr_shows_state(
     cache = new_cache()
     await cache.load(PromptSource(server.url("/hello.wav")))
     assert repr(cache) == "<PromptCache open cached=1 bytes=32000 downloading=0>"
+
+
+async def test_port_out_of_range_fails_as_download_without_request() -> None:
+    from graphcomms.media.jobs import PromptError, PromptSource
+    from graphcomms.media.prompts import PromptCache
+
+    cache = PromptCache()
+    try:
+        future = cache.load(PromptSource("http://127.0.0.1:99999/a.wav"))
+        error = await asyncio.wait_for(asyncio.shield(future), 5)
+    except PromptError as exc:
+        error = exc
+    finally:
+        await cache.aclose()
+    assert isinstance(error, PromptError)
+    assert error.reason == "download"
+    assert "port 99999" in error.detail

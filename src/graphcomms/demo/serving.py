@@ -23,7 +23,8 @@ class _QuietServer(uvicorn.Server):
 
 def free_socket(host: str = "127.0.0.1") -> socket.socket:
     """Return a TCP socket bound to a free port on ``host``, not yet listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock

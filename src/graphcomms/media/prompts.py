@@ -188,6 +188,8 @@ class PromptCache:
             )
         if not host:
             return f"URI {shown} has no host"
+        if url.port is not None and not 0 < url.port < 65536:
+            return f"URI {shown} has port {url.port}, which does not exist"
         return None
 
     async def _run(self, download: _Download) -> None:
