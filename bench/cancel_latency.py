@@ -52,7 +52,7 @@ def run(budget: Budget, log_dir: Path) -> Table:
         "1. Cancel latency, real time (cancel sent -> response / silence / webhook)"
     )
     sizes = [1, 100, 1000]
-    samples = budget.pick({1: 40, 100: 60, 1000: 60}, {1: 150, 100: 300, 1000: 300})
+    samples = budget.pick({1: 30, 100: 40, 1000: 40}, {1: 150, 100: 300, 1000: 300})
     with bot(log_dir) as receiver:
         for n in sizes:
             request("POST", receiver.port, "/_reset")

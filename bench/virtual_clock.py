@@ -228,7 +228,7 @@ async def measure_world(repeats: int, many: int) -> dict[str, Any]:
 def run(budget: Budget, log_dir: Path) -> Table:
     """Time both compositions and return the table."""
     table = Table("4. Virtual clock: a 60 s IVR flow, 1 call and 100 calls")
-    repeats = budget.pick(2, 5)
+    repeats = budget.pick(1, 5)
     many = 100
     with bot(log_dir) as receiver:
         served = asyncio.run(measure_runtime(receiver.port, log_dir, repeats, many))
