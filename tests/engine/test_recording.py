@@ -72,7 +72,7 @@ async def test_max_duration_ends_recording_with_wav_file(harness: Harness, tmp_p
     await harness.advance(4000)
     assert (op.status, op.result_info.subcode) == ("completed", 8515)
     assert op.completion_reason == "maxRecordDurationReached"
-    path = harness.engine.recording_path(op.id, op.recording_access_token)
+    path = await harness.engine.recording_file(op.id, op.recording_access_token)
     with wave.open(str(path)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (
             16_000,

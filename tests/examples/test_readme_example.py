@@ -17,7 +17,8 @@ def test_a_key_press_stops_the_menu(graphcomms_server, webhook_receiver, prompt_
     menu = prompt_server.add("menu.wav", tone_wav(20_000))  # a 20 s menu prompt
 
     # your bot would do this part; here the test plays the bot
-    call_id = server.http.post(CALLS, json={**CALL, "callbackUri": bot.url}).json()["id"]
+    created = server.http.post(CALLS, json={**CALL, "callbackUri": bot.url})
+    call_id = created.json()["id"]
     server.advance(1_000)  # the simulated callee answers
     bot.call_state(call_id, "established")
     server.http.post(f"{CALLS}/{call_id}/subscribeToTone", json={})

@@ -21,7 +21,7 @@ router = APIRouter()
 async def get_recording(request: Request, op_id: str) -> Response:
     """Return a recording's WAV file to a client holding its access token."""
     token = bearer_token(request)
-    path = runtime_of(request).engine.recording_path(canonical_id(op_id), token)
+    path = await runtime_of(request).engine.recording_file(canonical_id(op_id), token)
     return FileResponse(path, media_type="application/octet-stream")
 
 

@@ -10,6 +10,7 @@ downloads, webhook delivery) runs behind the ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -17,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +175,7 @@ class Engine:
         # the most recent ended calls stay at hand for inspection; the store
         # keeps them all, and their callers (with heard audio) are let go
         self._ended: OrderedDict[CallId, tuple[Call, Any]] = OrderedDict()
+        self._writing: dict[OperationId, asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         return f"<Engine live_calls={len(self._live)} now_ms={self.clock.now_ms()}>"
@@ -460,6 +463,14 @@ class Engine:
         caller = live.caller if live else ended[1] if ended else None
         heard = getattr(caller, "heard", None)
         return heard() if heard is not None else None
+
+    async def recording_file(self, op_id: str, token: str) -> Path:
+        """Return the recording file of ``op_id`` once it is fully written."""
+        writing = self._writing.get(OperationId(op_id.lower()))
+        if writing is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.shield(writing)
+        return self.recording_path(op_id, token)
 
     def recording_path(self, op_id: str, token: str) -> Path:
         """Return the recording file of ``op_id`` if ``token`` is its token."""
@@ -908,13 +919,25 @@ class Engine:
     def _log_started(self, op: Operation) -> None:
         logger.info("call=%s op=%s %s running", op.call_id, op.id, op.kind.value)
 
+    def _written(self, op_id: OperationId, writing: asyncio.Future[None]) -> None:
+        self._writing.pop(op_id, None)
+        error = writing.exception() if not writing.cancelled() else None
+        if error is not None:
+            logger.error("op=%s recording could not be written: %s", op_id, error)
+
     def _publish_recording(self, op: Operation, audio: Pcm) -> None:
         from graphcomms.media.wav import write_wav
 
         directory = self.settings.recordings_dir
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{op.id}.wav"
-        write_wav(path, audio)
+        # written off the media tick (many recordings can end on one tick);
+        # a download waits for its file in recording_file()
+        writing = asyncio.get_running_loop().run_in_executor(
+            None, write_wav, path, audio
+        )
+        self._writing[op.id] = writing
+        writing.add_done_callback(partial(self._written, op.id))
         token = secrets.token_urlsafe(32)
         base = self.settings.public_base_url.rstrip("/")
         op.recording_location = f"{base}/recordings/{op.id}"
