@@ -21,10 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the Graph calling API service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", type=Path, default=Path(".graphcomms"))
+    serve = commands.add_parser(
+        "serve",
+        help="run the Graph calling API service",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".graphcomms"),
+        help="where the SQLite database and recordings live",
+    )
     serve.add_argument(
         "--clock",
         choices=["real", "virtual", "fast"],
@@ -44,13 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-timeout-s",
         type=float,
         default=defaults.prompt_timeout_s,
-        help="longest a prompt download may take (default %(default)s s)",
+        help="longest a prompt download may take, in seconds",
     )
     serve.add_argument(
         "--prompt-max-bytes",
         type=int,
         default=defaults.prompt_max_bytes,
-        help="largest prompt file accepted (default %(default)s bytes)",
+        help="largest prompt file accepted, in bytes",
     )
     serve.add_argument(
         "--delivery-attempts",
@@ -62,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recording-retention-s",
         type=float,
         default=defaults.recording_retention_s,
-        help="how long recordings can be fetched (default %(default)s s)",
+        help="how long recordings can be fetched, in seconds",
     )
     serve.add_argument(
         "--cancelled-dtmf-status",
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.cancelled_dtmf_status,
         help="how a cancelled sendDtmfTones ends (Graph's page says completed)",
     )
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", default="INFO", help="Python logging level")
 
     demo = commands.add_parser(
         "demo", help="play a whole IVR call: service, bot and caller in one process"

@@ -164,7 +164,7 @@ class FakeEngine:
         self.get_call(call_id)
         raise OperationNotFound(call_id, op_id)
 
-    def recording_path(self, op_id: str, token: str) -> Path:
+    async def recording_file(self, op_id: str, token: str) -> Path:
         raise RecordingNotFound(op_id)
 
 

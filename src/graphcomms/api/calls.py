@@ -151,8 +151,11 @@ async def call_action(
     """Run an action such as playPrompt or answer on a call."""
     api = parse_version(version)
     found = find_action(action, api)
+    engine = runtime_of(request).engine
+    call_id = canonical_id(call_id)
+    engine.get_call(call_id)  # an unknown or ended call is 404 whatever the body
     raw = await read_body(request)
-    op = found.run(runtime_of(request).engine, canonical_id(call_id), raw, api)
+    op = found.run(engine, call_id, raw, api)
     return _reply(request, found, op, api)
 
 

@@ -361,11 +361,21 @@ async def read_clock(request: Request) -> Response:
 
 @router.get("/notifications")
 async def list_notifications(request: Request) -> Response:
-    """List the notifications that could not be delivered (``status=failed``)."""
+    """List the notifications not delivered: ``status=failed`` (default) or pending.
+
+    Delivered ones are listed per call, in ``GET /_sim/calls/{id}``.
+    """
     status = request.query_params.get("status", "failed")
-    if status != "failed":
-        raise InvalidRequest("status: only 'failed' is supported.")
-    entries = runtime_of(request).store.failed_notifications()
+    store = runtime_of(request).store
+    if status == "failed":
+        entries = store.failed_notifications()
+    elif status == "pending":
+        entries = store.pending_notifications()
+    else:
+        raise InvalidRequest(
+            "status: 'failed' or 'pending'; delivered notifications are listed "
+            "per call, in GET /_sim/calls/{id}."
+        )
     return JSONResponse({"value": [_outbox_view(entry) for entry in entries]})
 
 
