@@ -265,6 +265,7 @@ class IvrBot:
         """Pick the menu option the caller pressed."""
         if flow.stage is not Stage.MENU:
             return
+        logger.info("call=%s caller pressed %s", flow.call_id, tone)
         if tone == Tone.Tone2:
             flow.stage = Stage.BILLING
             await self.cancel_media(flow)
@@ -416,7 +417,9 @@ def main() -> None:
         prompts_url=args.prompts_url or f"{graph_root}/_sim/sounds",
         recordings_dir=args.recordings,
     )
+    logger.info("loading the Graph SDK's models (a few seconds)")
     bot.warm_up()
+    logger.info("listening on http://%s:%d%s", args.host, args.port, CALLBACK_PATH)
     uvicorn.run(bot.app, host=args.host, port=args.port, log_level="warning")
 
 
