@@ -5,7 +5,7 @@
     ├── CallError
     │   ├── CallNotFound          unknown or ended call (404)
     │   ├── CallNotEstablished    media action before the call is up (400)
-    │   ├── CallStateConflict     answer/reject/redirect on a call not incoming (400)
+    │   ├── CallStateConflict     answering a call that is not ringing (400)
     │   └── MediaModeNotSupported IVR action on an app-hosted call (400)
     ├── OperationError
     │   └── OperationNotFound     unknown or finished operation (404)
