@@ -130,15 +130,6 @@ def test_200_queued_operations_cancelled_end_once_each_in_order(
     rs.assert_call_story(server, receiver, call_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a second sendDtmfTones replaces the first one's tones, so the "
-    "first never completes (stays running until the call ends). "
-    "MediaPlane.send_tones (src/graphcomms/media/plane.py) keeps one _Tones "
-    "slot per channel and overwrites it; Engine.send_dtmf_tones "
-    "(engine/engine.py) does not wait. Fix: keep a FIFO of tone jobs per "
-    "channel (or queue sends in the engine) and emit tones_sent for each.",
-)
 @pytest.mark.parametrize("second", [["tone3"], ["flash"]])
 def test_send_dtmf_tones_twice_both_complete(
     graphcomms_server: GraphcommsServer,

@@ -347,8 +347,9 @@ class Engine:
         live.pending[op.id] = op
         live.sending[op.id] = op
         self._log_started(op)
-        self._media.send_tones(live.call.id, op.id, keys, delay_between_tones_ms)
-        if not keys:
+        if keys:
+            self._media.send_tones(live.call.id, op.id, keys, delay_between_tones_ms)
+        else:  # only "flash", which is not a key: nothing to send
             self._succeed(live, op)
         return op
 

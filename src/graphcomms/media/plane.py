@@ -10,6 +10,7 @@ finishes 160 ticks after it starts.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,9 +117,14 @@ class _Channel:
     caller: Any
     job: _Play | _Record | None = None
     tones: _Tones | None = None
+    tones_waiting: deque[_Tones] = field(default_factory=deque)
     muted: bool = False
     quiet_frames: int = 2
     """Silent frames fed to analysis since the caller last sent audio."""
+
+
+def _next_tones(channel: _Channel) -> _Tones | None:
+    return channel.tones_waiting.popleft() if channel.tones_waiting else None
 
 
 class MediaPlane:
@@ -194,14 +200,24 @@ class MediaPlane:
         channel = self._channels.get(call_id)
         if channel is not None:
             audio = key_sequence_pcm(keys, DTMF_TONE_MS, gap_ms)
-            channel.tones = _Tones(op_id, _Source(audio))
+            tones = _Tones(op_id, _Source(audio))
+            if channel.tones is None:
+                channel.tones = tones
+            else:
+                # tones asked for while others go out follow them, in order
+                channel.tones_waiting.append(tones)
 
     def stop_tones(self, call_id: CallId, op_id: OperationId) -> None:
         """Stop sending the tones of ``op_id`` at once."""
         channel = self._channels.get(call_id)
-        if channel is not None and channel.tones is not None:
-            if channel.tones.op_id == op_id:
-                channel.tones = None
+        if channel is None:
+            return
+        if channel.tones is not None and channel.tones.op_id == op_id:
+            channel.tones = _next_tones(channel)
+        else:
+            channel.tones_waiting = deque(
+                t for t in channel.tones_waiting if t.op_id != op_id
+            )
 
     def set_muted(self, call_id: CallId, muted: bool) -> None:
         """Send silence instead of the bot's audio while muted."""
@@ -260,7 +276,7 @@ class MediaPlane:
             if tone_frame is not None:
                 frame = tone_frame if frame is None else mix(frame, tone_frame)
             if tones.source.done:
-                channel.tones = None
+                channel.tones = _next_tones(channel)
                 self._emit("tones_sent", channel.call_id, tones.op_id)
         if frame is None or channel.muted:
             return SILENT_FRAME
