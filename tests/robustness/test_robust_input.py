@@ -281,16 +281,6 @@ def test_redeliver_with_odd_seq_is_404(
     rs.assert_graph_error(response, 404, "itemNotFound")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: JSON nested ~200-989 levels deep inside free-form objects "
-    "(source, targets) passes decode_json_object but overflows the stack in "
-    "store/serial.py _encode (two frames per level): 500, and "
-    "Engine._register (engine/engine.py) has already put the call in _live, "
-    "leaving a live call nobody was told about. Fix: cap nesting depth in "
-    "graph/requests.py decode_json_object (e.g. 64 levels) and register a "
-    "call only after it is saved.",
-)
 @pytest.mark.parametrize("where", ["/_sim/calls", "/v1.0/communications/calls"])
 def test_deeply_nested_source_is_400(
     graphcomms_server: GraphcommsServer,
@@ -311,17 +301,8 @@ def test_deeply_nested_source_is_400(
     rs.assert_graph_error(response, 400, "8523")
 
 
-SURROGATE_BUG = (
-    "bug: a JSON string escape of a lone UTF-16 surrogate (\\ud800) passes "
-    "validation (pydantic str, and JsonObject fields) and fails later when "
-    "SQLite encodes it as UTF-8 (store/serial.py dump_json with "
-    "ensure_ascii=False): 500. Fix: refuse lone surrogates in "
-    "graph/requests.py decode_json_object (400 8523), e.g. by checking "
-    "json.dumps(data, ensure_ascii=False).encode() there."
-)
 
 
-@pytest.mark.xfail(strict=True, reason=SURROGATE_BUG)
 @pytest.mark.parametrize(
     "path,template",
     [
@@ -349,16 +330,6 @@ def test_lone_surrogate_in_call_body_is_400(
     rs.assert_graph_error(response, 400, "8523")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=SURROGATE_BUG
-    + (
-        " Worse, on playPrompt the op is already in the IVR queue when the save "
-        "fails (Engine.play_prompt enqueues before _enqueue persists), so the "
-        "queue is wedged and every later DELETE of the call also answers 500: "
-        "the call can never be hung up."
-    ),
-)
 def test_lone_surrogate_in_prompt_uri_is_400_and_call_still_ends(
     graphcomms_server: GraphcommsServer,
     webhook_receiver: WebhookReceiver,

@@ -592,8 +592,8 @@ class Engine:
 
     def _register(self, call: Call, caller: Any) -> _Live:
         live = _Live(call, caller)
+        self._store.save_call(call)  # a call the store refused never goes live
         self._live[call.id] = live
-        self._store.save_call(call)
         self._arm_keep_alive(live)
         return live
 

@@ -438,6 +438,10 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
         raise InvalidRequest(describe_errors(exc.errors())) from None
 
 
+JSON_DEPTH_MAX = 64
+"""The deepest nesting a request body may have; Graph bodies need under 10."""
+
+
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -469,7 +473,36 @@ def decode_json_object(raw: bytes) -> JsonObject:
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "null"
         raise InvalidRequest(f"The request body must be a JSON object, not {kind}.")
+    _check_values(data, depth=1)
     return data
+
+
+def _check_values(value: object, depth: int) -> None:
+    """Refuse what parses but cannot be stored: deep nesting, lone surrogates."""
+    if depth > JSON_DEPTH_MAX:
+        raise InvalidRequest(
+            f"The request body is nested deeper than {JSON_DEPTH_MAX} levels."
+        )
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_values(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_values(item, depth + 1)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # "\ud800" escapes decode to lone surrogates, which are not text
+        raise InvalidRequest(
+            "The request body holds a string that is not valid Unicode "
+            "(a lone surrogate escape)."
+        ) from None
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
