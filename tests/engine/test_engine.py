@@ -446,3 +446,14 @@ async def test_single_prompt_plays_without_a_copy(harness: Harness):
     audio = harness.prompts.audio["https://prompts.example.test/beep.wav"]
     sources = (PromptSource("https://prompts.example.test/beep.wav"),)
     assert _join_prompts([audio], sources, loop_forever=False) is audio
+
+
+def test_join_prompts_makes_no_more_copies_than_thirty_minutes_hold():
+    from graphcomms.engine.engine import MAX_LOOPED_PROMPT_SAMPLES, _join_prompts
+
+    second = np.ones(16_000, dtype=np.int16)
+    sources = (
+        PromptSource("https://prompts.example.test/one-second.wav", loop=2**31 - 1),
+    )
+    joined = _join_prompts([second], sources, loop_forever=False)
+    assert len(joined) == MAX_LOOPED_PROMPT_SAMPLES

@@ -153,16 +153,6 @@ def test_send_dtmf_tones_twice_both_complete(
     assert [rs.result_of(e) for e in ended] == [("completed", 200, 0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: beta mediaPrompt.loop is documented as Int32 but has no upper "
-    "bound (graph/requests.py BetaMediaPrompt.loop: Field(ge=0)); 10**20 is "
-    "accepted, _join_prompts (engine/engine.py) raises OverflowError inside "
-    "the begin callback, and the op stays running in silence. Valid Int32 "
-    "counts build [pcm] * loop before the 30-minute cut (GBs of memory). "
-    "Fix: Field(ge=0, le=2**31 - 1) and bound repeats by "
-    "MAX_LOOPED_PROMPT_SAMPLES // len(pcm) + 1 before concatenating.",
-)
 def test_beta_prompt_loop_beyond_int32_is_400(
     graphcomms_server: GraphcommsServer,
     webhook_receiver: WebhookReceiver,

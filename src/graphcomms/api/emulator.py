@@ -13,6 +13,7 @@ import base64
 import binascii
 import copy
 import dataclasses
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
@@ -55,6 +56,8 @@ CALLER_MS_MAX = 60 * 60 * 1000
 CLOCK_ADVANCE_MS_MAX = 60 * 60 * 1000
 """The furthest one request may move the virtual clock (1 hour)."""
 SCRIPT_ACTIONS_MAX = 1000
+SEQ = re.compile(r"[0-9]{1,18}")
+"""A notification's seq as a path segment: ASCII digits within SQLite's range."""
 
 DEFAULT_CALLER: JsonObject = {
     "@odata.type": "#microsoft.graph.participantInfo",
@@ -140,6 +143,9 @@ def caller_action(body: CallerActionBody) -> CallerAction:
             action = dataclasses.replace(action, tone_ms=body.tone_ms)
         if body.gap_ms is not None:
             action = dataclasses.replace(action, gap_ms=body.gap_ms)
+        length_ms = len(action.keys) * (action.tone_ms + action.gap_ms)
+        if length_ms > CALLER_MS_MAX:
+            raise InvalidRequest("tones: the key presses would last over an hour.")
         return action
     if body.action == "speak":
         if body.audio is not None and body.ms is None:
@@ -382,7 +388,7 @@ async def list_notifications(request: Request) -> Response:
 @router.post("/notifications/{seq}/redeliver")
 async def redeliver(request: Request, seq: str) -> Response:
     """Put a failed notification back in line for delivery."""
-    if not seq.isdigit() or not runtime_of(request).delivery.redeliver(int(seq)):
+    if not SEQ.fullmatch(seq) or not runtime_of(request).delivery.redeliver(int(seq)):
         message = f"No failed notification has seq {seq}."
         raise RequestRejected(error_for_status(404, message))
     return JSONResponse({"seq": int(seq), "status": "pending"}, 202)

@@ -993,8 +993,15 @@ def _join_prompts(
     if len(audio) == 1 and (loop_forever or sources[0].loop <= 1):
         return audio[0]  # the cached prompt itself: playing never copies it
     parts: list[Pcm] = []
+    total = 0
     for pcm, source in zip(audio, sources, strict=True):
         repeats = 1 if loop_forever or source.loop <= 1 else source.loop
+        # no more copies than the 30-minute cut can use
+        room = MAX_LOOPED_PROMPT_SAMPLES - total
+        repeats = min(repeats, max(1, -(-room // max(len(pcm), 1))))
         parts.extend([pcm] * repeats)
+        total += repeats * len(pcm)
+        if total >= MAX_LOOPED_PROMPT_SAMPLES:
+            break
     joined = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
     return joined[:MAX_LOOPED_PROMPT_SAMPLES]

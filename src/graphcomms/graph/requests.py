@@ -178,7 +178,7 @@ class MediaPrompt(GraphBody):
 class BetaMediaPrompt(MediaPrompt):
     """Beta mediaPrompt, which keeps the 2018 ``loop``: plays, 0 = forever."""
 
-    loop: Annotated[int, Field(ge=0)] | None = None
+    loop: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
 
     def to_source(self) -> PromptSource:
         """Return the prompt for the engine, played ``loop`` times (default 1)."""
@@ -437,6 +437,8 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
     except ValidationError as exc:
         raise InvalidRequest(describe_errors(exc.errors())) from None
 
+
+INT32_MAX = 2**31 - 1
 
 JSON_DEPTH_MAX = 64
 """The deepest nesting a request body may have; Graph bodies need under 10."""
