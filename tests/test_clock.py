@@ -93,3 +93,19 @@ async def test_real_time_driver_ticks_at_frame_rate():
     task.cancel()
     # 12 ticks in 250 ms, give or take scheduling on a loaded machine
     assert 5 <= clock.now_ms() // 20 <= 13
+
+
+def test_failing_timer_or_listener_does_not_stop_time(caplog):
+    clock = Clock()
+    seen: list[int] = []
+
+    def broken(now: int = 0) -> None:
+        raise RuntimeError("boom")
+
+    clock.call_later(20, broken)
+    clock.add_listener(broken)
+    clock.add_listener(seen.append)
+    clock.tick()
+    clock.tick()
+    assert seen == [20, 40]
+    assert "time goes on" in caplog.text

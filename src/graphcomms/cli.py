@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,7 +124,18 @@ def serve(args: argparse.Namespace) -> int:
     from graphcomms.api.app import create_app
     from graphcomms.runtime import Runtime
 
-    app = create_app(Runtime(settings_from(args)))
+    settings = settings_from(args)
+    try:
+        runtime = Runtime(settings)
+    except (OSError, sqlite3.Error) as exc:
+        print(
+            f"graphcomms: error: cannot use the data directory {settings.data_dir} "
+            f"({settings.data_dir / 'graphcomms.db'}): {exc}. Choose another "
+            "--data-dir, or move the broken file away.",
+            file=sys.stderr,
+        )
+        return 1
+    app = create_app(runtime)
     config = uvicorn.Config(
         app,
         host=args.host,

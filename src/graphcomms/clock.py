@@ -100,9 +100,18 @@ class Clock:
         while self._timers and self._timers[0].due_ms <= now:
             timer = heapq.heappop(self._timers)
             if not timer.cancelled:
-                timer.callback()
+                self._run(timer.callback)
         for listener in self._listeners:
-            listener(now)
+            self._run(listener, now)
+
+    def _run(self, callback: Callable[..., None], *args: int) -> None:
+        # one failing callback must not stop time for every other call
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception(
+                "clock: %r failed at %d ms; time goes on", callback, self._now_ms
+            )
 
 
 class RealTimeDriver:

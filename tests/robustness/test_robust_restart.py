@@ -276,16 +276,6 @@ def test_serve_on_unusable_data_dir_exits_fast_with_an_error(
     assert "Uvicorn running" not in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an unusable data dir ends `graphcomms serve` with a raw "
-    "Python traceback whose last line does not name the file (e.g. "
-    "'sqlite3.DatabaseError: file is not a database', 'sqlite3."
-    "OperationalError: attempt to write a readonly database'). Fix: in "
-    "SqliteStore.__init__ (store/sqlite.py) wrap sqlite3.Error as "
-    "RuntimeError naming the path and the remedy, and in cli.main print "
-    "startup errors as one 'graphcomms: error: ...' line (exit 1).",
-)
 @pytest.mark.parametrize("broken", list(BROKEN_DATA_DIRS))
 def test_serve_on_unusable_data_dir_names_the_file_without_a_traceback(
     broken_serves: dict[str, Run], broken: str
@@ -306,19 +296,6 @@ def test_server_on_corrupt_database_fails_to_start_in_process(
         GraphcommsServer(data_dir).start()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the recordings directory cannot be created, "
-    "Engine._publish_recording (engine/engine.py) raises from "
-    "directory.mkdir inside the media tick: POST /_sim/clock/advance "
-    "answers 500, the record stays running forever and the queue behind it "
-    "never moves (on the real clock the media-clock task dies for every "
-    "call). Since 646c213 the file write runs in an executor whose failure "
-    "is only logged, after the op already reported completed with a "
-    "recordingLocation. Fix: fail the op (e.g. 500/9999, empty recording "
-    "fields) when the file cannot be written, and make Clock.tick isolate a "
-    "failing timer or listener (log it, go on).",
-)
 def test_recording_that_cannot_be_saved_fails_its_operation(
     graphcomms_server: GraphcommsServer,
     webhook_receiver: WebhookReceiver,

@@ -527,7 +527,16 @@ class Engine:
         op.completion_reason = reason
         op.recording_ms = samples_to_ms(len(audio))
         if status is OperationStatus.COMPLETED:
-            self._publish_recording(op, audio)
+            try:
+                self._publish_recording(op, audio)
+            except OSError as exc:
+                logger.error(
+                    "call=%s op=%s recording not saved: %s", call_id, op_id, exc
+                )
+                status, result = OperationStatus.FAILED, results.RECORDING_NOT_SAVED
+                op.completion_reason = CompletionReason.UNSPECIFIED_ERROR
+                op.recording_location = ""
+                op.recording_access_token = ""
         else:
             op.recording_location = ""
             op.recording_access_token = ""

@@ -98,6 +98,9 @@ RECORD_INITIAL_SILENCE = ResultInfo(
     400, 8510, "Action failed, initial silence timeout reached."
 )
 OPERATION_COMPLETED = ResultInfo(200, 0, "Action completed successfully.")
+RECORDING_NOT_SAVED = ResultInfo(
+    500, 9999, "Action failed, the recording could not be saved."
+)
 
 
 @dataclass(frozen=True, slots=True)
