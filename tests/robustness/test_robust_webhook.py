@@ -169,15 +169,6 @@ def test_webhook_down_then_up_mid_call_gets_everything_in_order(
     rs.assert_call_story(server, receiver, call_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (testing plugin): WebhookReceiver.go_down() closes only the "
-    "listening socket; a kept-alive connection from graphcomms stays open and "
-    "its handler thread keeps answering 202, so a 'down' receiver still gets "
-    "notifications. HttpThread.stop (src/graphcomms/testing/_httpd.py) should "
-    "also shut down open request sockets (track them in process_request / "
-    "shutdown_request) so deliveries fail as the docstring promises.",
-)
 @pytest.mark.graphcomms(**FEW_ATTEMPTS)
 def test_webhook_receiver_go_down_refuses_kept_alive_deliveries(
     graphcomms_server: GraphcommsServer, webhook_receiver: WebhookReceiver
@@ -196,14 +187,6 @@ def test_webhook_receiver_go_down_refuses_kept_alive_deliveries(
     assert [n["status"] for n in kept] == ["delivered", "failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (testing plugin): WebhookReceiver.call_state(call_id, "
-    "'incoming') never matches: the created notification carries "
-    "'toneInfo': null and call_state skips any notification that has the "
-    "key (src/graphcomms/testing/webhook.py). Fix: test "
-    "n.data.get('toneInfo') is None instead of 'toneInfo' not in n.data.",
-)
 def test_webhook_receiver_call_state_finds_the_incoming_call(
     graphcomms_server: GraphcommsServer, webhook_receiver: WebhookReceiver
 ) -> None:

@@ -7,11 +7,13 @@ whose handler threads never keep a test run alive.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 POLL_INTERVAL_S = 0.02
 """How often the serving loop looks for a shutdown request."""
@@ -21,6 +23,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+
+    def server_activate(self) -> None:
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection, kept-alive ones included."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class HttpThread:
@@ -88,6 +113,8 @@ class HttpThread:
         if server is None:
             return
         server.shutdown()
+        # a down server refuses kept-alive connections too, not only new ones
+        server.drop_connections()
         server.server_close()
         if thread is not None:
             thread.join()

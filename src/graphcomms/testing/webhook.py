@@ -257,7 +257,7 @@ class WebhookReceiver:
                 n.call_id == wanted
                 and n.operation_id is None
                 and n.data.get("state") == state
-                and "toneInfo" not in n.data
+                and n.data.get("toneInfo") is None
             ),
             timeout,
             description=f"call {call_id} in state {state}",
