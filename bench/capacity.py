@@ -249,13 +249,12 @@ async def idle_memory(n: int) -> dict[str, Any]:
     rss_after = rss_kb() - base_rss
     tracemalloc.stop()
     world.close()
-    try:
-        from graphcomms.callers.simulated import HEARD_LIMIT_MS
-    except ImportError:
-        HEARD_LIMIT_MS = 30 * 60_000  # noqa: N806 - as named in simulated.py
+    from graphcomms.callers.simulated import HEARD_LIMIT_FRAMES
+    from graphcomms.types import FRAME_MS
+
     return {
         "calls": n,
-        "heard_limit_min": HEARD_LIMIT_MS / 60_000,
+        "heard_limit_min": HEARD_LIMIT_FRAMES * FRAME_MS / 60_000,
         "kb_per_call_established": established / 1024 / n,
         "kb_per_call_after_60s": after / 1024 / n,
         "kb_per_call_per_minute": (after - established) / 1024 / n,

@@ -207,7 +207,7 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version
 
             info[package] = version(package)
-        except Exception:  # noqa: BLE001 - informative only
+        except Exception:
             info[package] = "?"
     return info
 

@@ -34,7 +34,7 @@ from graphcomms.api.app import create_app
 from graphcomms.runtime import Runtime, Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import rss_kb, summary  # noqa: E402
+from harness import rss_kb, summary
 
 _silences: dict[str, list[tuple[int, float]]] = {}
 
