@@ -294,8 +294,6 @@ def test_deeply_nested_source_is_400(
     rs.assert_graph_error(response, 400, "8523")
 
 
-
-
 @pytest.mark.parametrize(
     "path,template",
     [
