@@ -125,7 +125,7 @@ class Runtime:
         if self.fast_driver is not None:
             self._spawn(self.fast_driver.run(), "media-clock")
         self._spawn(self._sweep_recordings(), "recording-sweeper")
-        logger.info(
+        logger.debug(
             "graphcomms ready at %s (clock %s, data %s)",
             self.settings.base_url,
             self.settings.clock_mode,
@@ -159,7 +159,8 @@ class Runtime:
         """Inject ``plan``'s faults into webhook delivery and the Graph API."""
         self.api_faults = FaultDice(plan)
         self.delivery.faults = plan
-        logger.info("fault injection %s: %s", "on" if plan.active else "off", plan)
+        # a warning: faults are on purpose, but nobody should miss them
+        logger.warning("fault injection %s: %s", "on" if plan.active else "off", plan)
 
     def _busy(self) -> bool:
         return self.requests_in_flight > 0 or not self.delivery.idle

@@ -236,7 +236,7 @@ class WebhookDelivery:
 
         if pending:
             calls = {entry.call_id for entry in pending}
-            logger.info(
+            logger.warning(
                 "recovered %d pending notifications of %d calls from the outbox",
                 len(pending),
                 len(calls),
@@ -316,7 +316,7 @@ class WebhookDelivery:
                 await client.aclose()
 
         if left:
-            logger.info(
+            logger.warning(
                 "delivery stopped; %d notifications of %d calls stay pending "
                 "in the outbox",
                 left,
