@@ -1,7 +1,5 @@
 # The example test shown in README.md ("Testing your bot with pytest"); a test
 # below checks that the README shows this file's example exactly.
-from pathlib import Path
-
 from graphcomms.testing import tone_wav
 
 CALLS = "/v1.0/communications/calls"
@@ -36,6 +34,8 @@ def test_a_key_press_stops_the_menu(graphcomms_server, webhook_receiver, prompt_
 
 
 def test_readme_shows_this_example() -> None:
+    from pathlib import Path
+
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     source = Path(__file__).read_text()
     example = source.split("\n\n\ndef test_readme_shows_this_example")[0]
