@@ -76,6 +76,7 @@ class SimulatedCaller:
         self._actions: deque[CallerAction] = deque(script or ())
         self._audio: Pcm | None = None
         self._pos = 0
+        self._left = 0
         self._silent_frames = 0
         self.hung_up = False
         # what the caller heard, as frames and runs of silent frames (counts)
@@ -106,9 +107,18 @@ class SimulatedCaller:
             return None
         if self._audio is None:
             return None
-        frame = self._audio[self._pos : self._pos + FRAME_SAMPLES]
-        self._pos += FRAME_SAMPLES
-        if self._pos >= len(self._audio):
+        audio, pos = self._audio, self._pos
+        take = min(FRAME_SAMPLES, self._left)
+        if pos + take <= len(audio):
+            frame = audio[pos : pos + take]
+            self._pos = pos + take
+        else:
+            # speech repeats its sample: go round without copying it up front
+            rest = take - (len(audio) - pos)
+            frame = np.concatenate((audio[pos:], audio[:rest]))
+            self._pos = rest
+        self._left -= take
+        if self._left <= 0:
             self._audio = None
         if len(frame) < FRAME_SAMPLES:
             frame = np.pad(frame, (0, FRAME_SAMPLES - len(frame)))
@@ -165,11 +175,14 @@ class SimulatedCaller:
             elif action.audio is not None:
                 self._play(action.audio)
             else:
-                self._play(speech_for(action.ms))
+                self._play(speech_sample(), samples=ms_to_samples(action.ms))
             if self._audio is not None or self._silent_frames:
                 return
 
-    def _play(self, audio: Pcm) -> None:
-        if len(audio):
+    def _play(self, audio: Pcm, *, samples: int | None = None) -> None:
+        """Send ``audio`` from its start: ``samples`` of it, going round if longer."""
+        length = len(audio) if samples is None else samples
+        if len(audio) and length > 0:
             self._audio = audio
             self._pos = 0
+            self._left = length
