@@ -98,6 +98,16 @@ class SimulatedCaller:
 
     def next_frame(self) -> Pcm | None:
         """Return this tick's audio from the caller, or None for silence."""
+        audio, pos = self._audio, self._pos
+        if (
+            audio is not None
+            and self._left > FRAME_SAMPLES
+            and pos + FRAME_SAMPLES <= len(audio)
+        ):
+            # the common case first: the middle of speech or a key press
+            self._pos = pos + FRAME_SAMPLES
+            self._left -= FRAME_SAMPLES
+            return audio[pos : pos + FRAME_SAMPLES]
         if self.hung_up:
             return None
         if self._audio is None and not self._silent_frames:

@@ -58,6 +58,11 @@ class _Source:
     audio: Pcm
     loop: bool = False
     pos: int = 0
+    full_end: int = field(init=False)
+    """Where the last whole frame ends: before it, a frame is a plain slice."""
+
+    def __post_init__(self) -> None:
+        self.full_end = len(self.audio) // FRAME_SAMPLES * FRAME_SAMPLES
 
     def next_frame(self) -> Pcm | None:
         """Return the next frame, or None once the audio is used up."""
@@ -241,7 +246,24 @@ class MediaPlane:
         listening: list[tuple[_Channel, _Record]] = []
         hung_up: list[_Channel] = []
         for channel in list(self._channels.values()):
-            channel.caller.hear(self._outbound(channel))
+            # the common cases inline (tick cost is per call): nothing to
+            # send, or the middle of a prompt; the rest goes the long way
+            job = channel.job
+            if channel.tones is not None or channel.muted:
+                outbound = self._outbound(channel)
+            elif job is None:
+                outbound = SILENT_FRAME
+            elif (
+                job.__class__ is _Play
+                and job.source.pos + FRAME_SAMPLES < job.source.full_end
+            ):
+                source = job.source
+                pos = source.pos
+                source.pos = pos + FRAME_SAMPLES
+                outbound = source.audio[pos : pos + FRAME_SAMPLES]
+            else:
+                outbound = self._outbound(channel)
+            channel.caller.hear(outbound)
             inbound = channel.caller.next_frame()
             if channel.caller.hung_up:
                 hung_up.append(channel)
