@@ -319,7 +319,7 @@ async def _save_heard(parts: _Parts, call_id: str) -> Path | None:
         "caller",
         "file",
         "saved what the caller heard",
-        outcome=f"{wav_seconds(response.content):.2f} s  (GET /_sim/calls/…/heard.wav)",
+        outcome=f"{wav_seconds(response.content):.2f} s  (GET /_sim/calls/.../heard.wav)",
         name="heard",
         path=path,
     )
