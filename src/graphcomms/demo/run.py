@@ -315,11 +315,12 @@ async def _save_heard(parts: _Parts, call_id: str) -> Path | None:
         return None
     path = parts.out_dir / "heard.wav"
     path.write_bytes(response.content)
+    seconds = wav_seconds(response.content)
     parts.timeline.add(
         "caller",
         "file",
         "saved what the caller heard",
-        outcome=f"{wav_seconds(response.content):.2f} s  (GET /_sim/calls/.../heard.wav)",
+        outcome=f"{seconds:.2f} s  (GET /_sim/calls/.../heard.wav)",
         name="heard",
         path=path,
     )
