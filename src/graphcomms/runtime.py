@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 ClockMode = Literal["real", "virtual", "fast"]
 
 RECORDING_SWEEP_S = 60.0
+CHECKPOINT_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class Runtime:
         if self.fast_driver is not None:
             self._spawn(self.fast_driver.run(), "media-clock")
         self._spawn(self._sweep_recordings(), "recording-sweeper")
+        self.store.defer_checkpoints()
+        self._spawn(self._checkpoints(), "store-checkpoints")
         logger.debug(
             "graphcomms ready at %s (clock %s, data %s)",
             self.settings.base_url,
@@ -179,6 +182,12 @@ class Runtime:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.append(task)
+
+    async def _checkpoints(self) -> None:
+        # the WAL is copied back off the event loop, so no commit waits for it
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await asyncio.to_thread(self.store.checkpoint)
 
     async def _sweep_recordings(self) -> None:
         while True:

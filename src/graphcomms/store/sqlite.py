@@ -124,6 +124,8 @@ class SqliteStore:
         self._depth = 0
         self._wall_clock = wall_clock
         self._path = str(path)
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
         try:
             self._open_schema()
         except BaseException:
@@ -137,6 +139,29 @@ class SqliteStore:
         """Close the connection; idempotent."""
         with self._lock:
             self._db.close()
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+
+    def defer_checkpoints(self) -> None:
+        """Stop checkpointing inside commits; the owner calls ``checkpoint()``.
+
+        SQLite checkpoints the WAL from whichever commit crosses 1,000 pages,
+        and that commit then waits for an fsync: tens of milliseconds on the
+        event loop. A service runs ``checkpoint()`` in a worker thread instead.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers (any thread)."""
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
