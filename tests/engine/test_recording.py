@@ -117,3 +117,17 @@ async def test_recording_refused_with_wrong_token(harness: Harness):
         harness.engine.recording_path(op.id, "not-the-token")
     with pytest.raises(RecordingNotFound):
         harness.engine.recording_path("no-such-op", op.recording_access_token)
+
+
+async def test_recording_token_never_reaches_the_logs(harness: Harness, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    call = await harness.established_call()
+    op = record(harness, call.id, play_beep=False, max_record_duration_s=1)
+    harness.engine.caller_action(call.id, CallerAction("speak", ms=2000))
+    await harness.advance(1500)
+    await harness.engine.recording_file(op.id, op.recording_access_token)
+    assert op.recording_access_token
+    assert f"op={op.id}" in caplog.text  # the lifecycle was logged
+    assert op.recording_access_token not in caplog.text
