@@ -20,7 +20,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graphcomms.types import FRAME_MS
@@ -144,11 +144,8 @@ class RealTimeDriver:
 class VirtualDriver:
     """Ticks a clock on demand, as fast as the work allows."""
 
-    def __init__(
-        self, clock: Clock, *, settle: Callable[[], Awaitable[None]] | None = None
-    ):
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._settle = settle
         self._lock = asyncio.Lock()
 
     async def advance(self, ms: int) -> int:
@@ -170,8 +167,6 @@ class VirtualDriver:
         # two passes let a task started by the tick start its own follow-up
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        if self._settle is not None:
-            await self._settle()
 
 
 async def _wait_for_held_work(clock: Clock) -> None:

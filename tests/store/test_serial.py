@@ -63,7 +63,6 @@ def full_call() -> Call:
         recording_status="recording",
         created_ms=1_000,
         ended_ms=61_000,
-        caller_script=[{"say": "hello"}, {"press": "1#", "after_ms": 200}],
         history=[(0, "created"), (1_000, "established"), (61_000, "terminated")],
     )
 
@@ -101,7 +100,6 @@ def full_operation() -> Operation:
         recording_location="http://localhost/recordings/op-1",
         recording_access_token="secret",
         recording_ms=2_500,
-        notified=True,
         history=[(10, "queued"), (20, "running"), (30, "cancelled")],
     )
 

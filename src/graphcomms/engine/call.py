@@ -77,8 +77,6 @@ class Call:
     recording_status: str | None = None
     created_ms: int = 0
     ended_ms: int | None = None
-    caller_script: list[dict[str, Any]] = field(default_factory=list)
-    """Actions the simulated caller runs once the call is established."""
     history: list[tuple[int, str]] = field(default_factory=list)
 
     def __repr__(self) -> str:

@@ -767,7 +767,6 @@ class Engine:
         op.status = OperationStatus.COMPLETED
         op.result_info = results.OPERATION_COMPLETED
         op.started_ms = op.finished_ms = op.created_ms
-        op.notified = True  # completed in its response: no notification follows
         op.note(op.created_ms, "completed")
         self._store.save_operation(op)
         live.pending[op.id] = op
@@ -912,7 +911,6 @@ class Engine:
         op.finished_ms = self.clock.now_ms()
         op.note(op.finished_ms, f"{status.value} {result.code}/{result.subcode}")
         live.pending.pop(op.id, None)
-        op.notified = True
         self._store.save_operation(op)
         self._notifier.operation_finished(live.call, op)
         logger.info(

@@ -148,8 +148,6 @@ class Operation:
     recording_location: str | None = None
     recording_access_token: str | None = None
     recording_ms: int | None = None
-    notified: bool = False
-    """True once the terminal notification was handed to the notifier."""
     history: list[tuple[int, str]] = field(default_factory=list)
     """(clock ms, what happened) for the inspection API."""
 

@@ -64,11 +64,6 @@ REDIRECT_TIMEOUT_S_MIN = 15
 REDIRECT_TIMEOUT_S_MAX = 90
 ERRORS_REPORTED_MAX = 5
 
-MEDIA_PROMPT_TYPE = "#microsoft.graph.mediaPrompt"
-SERVICE_HOSTED_TYPE = "#microsoft.graph.serviceHostedMediaConfig"
-APP_HOSTED_TYPE = "#microsoft.graph.appHostedMediaConfig"
-CALL_TYPE = "#microsoft.graph.call"
-
 MODALITIES = ("unknown", "audio", "video", "videoBasedScreenSharing", "data")
 REJECT_REASONS = ("none", "busy", "forbidden")
 RECORDING_STATUSES = ("notRecording", "recording", "failed")

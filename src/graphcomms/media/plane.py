@@ -32,7 +32,6 @@ from graphcomms.types import (
 
 logger = logging.getLogger(__name__)
 
-SILENT_FRAME: Pcm = SILENCE
 
 QUIET_FRAMES_FED = 2
 """Silence fed to analysis after a caller goes quiet: 40 ms, a DTMF gap."""
@@ -119,7 +118,7 @@ class _Tones:
 class _Channel:
     call_id: CallId
     slot: int
-    caller: Any
+    caller: Caller
     job: _Play | _Record | None = None
     tones: _Tones | None = None
     tones_waiting: deque[_Tones] = field(default_factory=deque)
@@ -252,7 +251,7 @@ class MediaPlane:
             if channel.tones is not None or channel.muted:
                 outbound = self._outbound(channel)
             elif job is None:
-                outbound = SILENT_FRAME
+                outbound = SILENCE
             elif (
                 job.__class__ is _Play
                 and job.source.pos + FRAME_SAMPLES < job.source.full_end
@@ -274,14 +273,12 @@ class MediaPlane:
                 channel.quiet_frames = 0
             elif channel.quiet_frames < QUIET_FRAMES_FED:
                 # the tone detector must see a key released before silence
-                frames.append(SILENT_FRAME)
+                frames.append(SILENCE)
                 senders.append(channel)
                 channel.quiet_frames += 1
             record = channel.job
             if isinstance(record, _Record) and record.lead_in is None:
-                record.frames.append(
-                    SILENT_FRAME if inbound is None else inbound.copy()
-                )
+                record.frames.append(SILENCE if inbound is None else inbound.copy())
                 listening.append((channel, record))
         if frames:
             self._analyse(senders, np.stack(frames))
@@ -301,7 +298,7 @@ class MediaPlane:
                 channel.tones = _next_tones(channel)
                 self._emit("tones_sent", channel.call_id, tones.op_id)
         if frame is None or channel.muted:
-            return SILENT_FRAME
+            return SILENCE
         return frame
 
     def _job_frame(self, channel: _Channel) -> Pcm | None:
